@@ -1,0 +1,1 @@
+"""Bitlens desktop application (PySide6 + pyqtgraph): a thin view over `codec`."""

@@ -1,0 +1,1 @@
+"""Bitlens engine: the learned codec, rate matching, anchors, metrics. Imports no Qt."""

@@ -1,0 +1,188 @@
+"""The `bitlens` command line (the contract in DESIGN.md).
+
+Exit status 0 on success, 1 on bad input or an undecodable bitstream, 2 on wrong usage; every error
+is one line on stderr starting `bitlens: error:`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BitlensError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line, exit 2
+        sys.stderr.write(f"bitlens: error: {message}\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bitlens", description="Learned image codec workbench: encode at a target bpp, "
+                                            "compare with VVC, decode bit-exactly.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    g = sub.add_parser("gui", help="open the desktop application (the default)")
+    g.add_argument("image", nargs="?")
+    g.add_argument("--bpp", type=float, default=None)
+    g.add_argument("--screenshot", default=None, help="save the window after the first encode and exit")
+
+    e = sub.add_parser("encode", help="encode images at a target bpp or a fixed quality")
+    e.add_argument("images", nargs="+", metavar="IMAGE")
+    rate = e.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--bpp", type=float, help="target bits per pixel (rate matched)")
+    rate.add_argument("--quality", type=float, help="fixed quality 0 (lowest rate) .. 100 (highest)")
+    out = e.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", help="output bitstream (one input image)")
+    out.add_argument("--out-dir", help="folder for one IMAGE_STEM.bln per input")
+    e.add_argument("--tolerance", type=float, default=0.01, help="relative rate tolerance (default 0.01)")
+    e.add_argument("--closest", action="store_true", help="accept rates above the target too")
+    e.add_argument("--method", choices=("fast", "bisection"), default="fast")
+    maps = e.add_mutually_exclusive_group()
+    maps.add_argument("--map", help="step offsets k as .npy (image size or latent grid)")
+    maps.add_argument("--auto-map", choices=("vvc", "rdo", "variance"))
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("decode", help="decode a bitstream to PNG")
+    d.add_argument("input", metavar="IN")
+    d.add_argument("-o", "--output", required=True)
+    d.add_argument("--backend", choices=("float",), default="float")
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("info", help="describe a bitstream")
+    i.add_argument("input", metavar="IN")
+    i.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0] not in {"gui", "encode", "decode", "info", "-h", "--help"}):
+        argv = ["gui", *argv]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage error (2) or --help (0)
+        return int(exc.code or 0)
+    try:
+        if args.command == "gui":
+            return _gui(args)
+        if getattr(args, "threads", None):
+            import torch
+            torch.set_num_threads(max(1, args.threads))
+        return {"encode": _encode, "decode": _decode, "info": _info}[args.command](args)
+    except BitlensError as exc:
+        sys.stderr.write(f"bitlens: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("bitlens: error: interrupted\n")
+        return 1
+
+
+def _emit(args, payload, lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BitlensError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BitlensError(f"{path}: is a directory, not a bitstream") from None
+    except OSError as exc:
+        raise BitlensError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _encode(args) -> int:
+    from .engine import LearnedCodec
+    from .images import load_image, write_atomic
+    from .pipeline import encode_image
+
+    if args.output and len(args.images) > 1:
+        raise BitlensError("-o takes one input image; use --out-dir for several")
+    if args.out_dir and not os.path.isdir(args.out_dir):
+        raise BitlensError(f"{args.out_dir}: output folder does not exist")
+    if args.map or args.auto_map:
+        raise BitlensError("step-offset maps (--map/--auto-map) are not available in this build yet")
+    codec = LearnedCodec.load()
+    results = []
+    for path in args.images:
+        src = load_image(path)
+        for w in src.warnings:
+            sys.stderr.write(f"bitlens: warning: {w}\n")
+        out = args.output or os.path.join(args.out_dir, Path(path).stem + ".bln")
+        rep = encode_image(codec, src, target_bpp=args.bpp, quality=args.quality, method=args.method,
+                           tolerance=args.tolerance, closest=args.closest)
+        write_atomic(out, lambda f: f.write(rep.encoded.data))
+        results.append(dict(input=path, output=out, **rep.as_dict(), width=src.width, height=src.height,
+                            model_id=codec.model_id, warnings=src.warnings))
+    lines = [f"{r['input']} -> {r['output']}: {r['bytes']} bytes, {r['bpp']:.4f} bpp, "
+             f"PSNR-Y {r['psnr_y']:.2f} dB, quality {r['quality']:.2f}, {r['iterations']} trials, "
+             f"{r['encode_seconds']:.2f} s" for r in results]
+    _emit(args, results[0] if len(results) == 1 else results, lines)
+    return 0
+
+
+def _decode(args) -> int:
+    from .engine import decode_bitstream
+    from .images import save_png
+
+    dec = decode_bitstream(_read(args.input))
+    save_png(dec.pixels, args.output)
+    sha = hashlib.sha256(np.ascontiguousarray(dec.pixels).tobytes()).hexdigest()
+    bs = dec.header
+    payload = dict(input=args.input, output=args.output, backend=args.backend, seconds=dec.seconds,
+                   sha256=sha, width=bs.width, height=bs.height, grayscale=bs.grayscale)
+    _emit(args, payload, [f"{args.input} -> {args.output}: {bs.width}x{bs.height}, "
+                          f"{dec.seconds:.2f} s, sha256 {sha[:16]}"])
+    return 0
+
+
+def _info(args) -> int:
+    from .engine import latent_grid
+    from .entropy.bitstream import Bitstream
+    from .entropy.offsetmap import decode_map
+    from .model.quality import QMAX
+    from .model.zoo import MODELS
+
+    data = _read(args.input)
+    bs = Bitstream.unpack(data)
+    grid = latent_grid(bs.height, bs.width)
+    kmap = decode_map(bs.map_data, grid) if bs.map_data is not None else None
+    payload = dict(input=args.input, bytes=len(data), bpp=len(data) * 8 / (bs.width * bs.height),
+                   width=bs.width, height=bs.height, version=bs.version, model_id=bs.model_id,
+                   model=MODELS.get(bs.model_id), quality=100 * bs.q_code / QMAX, q_code=bs.q_code,
+                   grayscale=bs.grayscale, map=bs.map_data is not None,
+                   map_range=[int(kmap.min()), int(kmap.max())] if kmap is not None else [0, 0],
+                   header_bytes=bs.header_bytes(), z_bytes=len(bs.z_data), y_bytes=len(bs.y_data))
+    _emit(args, payload, [f"{k}: {v}" for k, v in payload.items()])
+    return 0
+
+
+def _gui(args) -> int:
+    try:
+        from app.main import run
+    except ImportError as exc:
+        raise BitlensError(f"the desktop application cannot start: {exc}") from None
+    return run(args.image, args.bpp, args.screenshot)
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

@@ -1,0 +1,225 @@
+"""The learned codec as an engine: analyse once, then quantize, measure, code and decode.
+
+Splitting `analyze` (the expensive analysis transform and hyperprior) from `estimate_bytes` and
+`encode` (cheap per quality) is what lets the fast rate matcher try many qualities for the price of
+one analysis. All sizes returned are of the complete file (header, map, streams and checksum).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .color import to_10bit, to_8bit, ycbcr_to_rgb
+from .entropy import coder, offsetmap
+from .entropy.bitstream import Bitstream, BitstreamError, _varint
+from .entropy.tables import PREC_BITS, FreqTable
+from .errors import BitlensError
+from .images import SourceImage
+from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
+from .model.quality import QMAX, Q16, log2_step_grid_q16, step_from_log2_q16
+from .model.zoo import DEFAULT_MODEL_ID, load_bundle
+
+STRIDE = 64      # total down-sampling of the hyper-latent: images are padded to this multiple
+CELL = 16        # pixels per latent cell (and per step-offset map entry)
+
+
+@dataclass
+class Analysis:
+    """Quality-independent part of an encode: latents and entropy parameters of one image."""
+
+    source: SourceImage
+    y: np.ndarray            # (M, h, w) float32 latent
+    z: np.ndarray            # (Nz, hz, wz) int64 quantized hyper-latent
+    mu: np.ndarray           # (M, h, w) float32 means
+    log2_sigma: np.ndarray   # (M, h, w) float64 log2 scales
+    z_data: bytes            # the coded z stream (identical for every quality)
+    seconds: float
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.y.shape[1], self.y.shape[2]
+
+
+@dataclass
+class Encoded:
+    """A finished encode: the file bytes and what a user wants to know about it."""
+
+    data: bytes
+    q_code: int
+    kmap: np.ndarray
+    width: int
+    height: int
+
+    @property
+    def bpp(self) -> float:
+        return len(self.data) * 8 / (self.width * self.height)
+
+
+@dataclass
+class Decoded:
+    """A reconstruction: display pixels plus the 10-bit luma plane used for PSNR-Y."""
+
+    pixels: np.ndarray   # uint8 (H,W,3) or (H,W) for grayscale sources
+    y10: np.ndarray      # uint16 (H,W)
+    ycbcr: np.ndarray    # float (H,W,3)
+    header: Bitstream
+    seconds: float
+
+
+def latent_grid(height: int, width: int) -> tuple[int, int]:
+    """Latent cells (rows, columns) of an image of this size after padding."""
+    return -(-height // STRIDE) * (STRIDE // CELL), -(-width // STRIDE) * (STRIDE // CELL)
+
+
+class LearnedCodec:
+    """One shipped model ready to encode and decode."""
+
+    def __init__(self, bundle: dict):
+        self.model_id = int(bundle["model_id"])
+        self.name = bundle["name"]
+        self.net = VariableRateHyperprior(**bundle["config"])
+        self.net.load_state_dict({k: v.float() for k, v in bundle["state_dict"].items()})
+        self.net.eval()
+        self.log2_steps_q16 = bundle["log2_steps_q16"].numpy()
+        self.pow2_hi, self.pow2_lo = bundle["pow2_hi"].numpy(), bundle["pow2_lo"].numpy()
+        self.thresholds = bundle["y_log2_thresholds"].numpy()
+        self.y_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("y_")}, "y")
+        # (quality codes, mean log bpp) measured on training photos at export: the fast matcher's prior
+        default_prior = np.array([[0, QMAX], [np.log(0.05), np.log(2.0)]])
+        self.rate_prior = bundle["rate_prior"].numpy() if "rate_prior" in bundle else default_prior
+        self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
+
+    @classmethod
+    def load(cls, model_id: int = DEFAULT_MODEL_ID) -> "LearnedCodec":
+        return _cached_codec(model_id)
+
+    # ---- encoder side ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def analyze(self, source: SourceImage) -> Analysis:
+        """Analysis transform, hyper-latent coding and entropy parameters: once per image."""
+        t0 = time.perf_counter()
+        x = torch.from_numpy(source.ycbcr().astype(np.float32)).permute(2, 0, 1)[None]
+        x = pad_to_multiple(x, STRIDE)
+        y = self.net.g_a(x)
+        z = torch.round(self.net.h_a(y))[0].numpy().astype(np.int64)
+        z_data = coder.encode(z, self._z_rows(z.shape), self.z_table)
+        mu, log2_sigma = self._entropy_parameters(z)
+        return Analysis(source, y[0].numpy(), z, mu, log2_sigma, z_data, time.perf_counter() - t0)
+
+    def symbols(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None):
+        """Quantized symbols, their table rows and steps for a quality code and offset map."""
+        kmap = self._check_map(kmap, an.grid)
+        delta, rows = self._steps_and_rows(an.log2_sigma, q_code, kmap)
+        s = np.round((an.y - an.mu) / delta).astype(np.int64)
+        return s, rows, delta, kmap
+
+    def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> int:
+        """Exact size of the file `encode` would write, from the stored tables, without coding."""
+        s, rows, _, kmap = self.symbols(an, q_code, kmap)
+        y_bytes = coder.estimate_bytes(coder.coded_bits(s, rows, self.y_table))
+        map_data = offsetmap.encode_map(kmap)
+        return self._container_bytes(an, map_data, y_bytes)
+
+    def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
+        """Ideal y bits spent in each latent cell (h, w): the bits heatmap."""
+        s, rows, _, _ = self.symbols(an, q_code, kmap)
+        sym, is_esc = coder._split(s.ravel(), rows.ravel(), self.y_table)
+        cost = PREC_BITS - np.log2(self.y_table.freq[self.y_table.start[rows.ravel()] + sym].astype(np.float64))
+        return cost.reshape(s.shape).sum(axis=0)
+
+    def encode(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> Encoded:
+        """Range-code the image at this quality and map into a complete bitstream."""
+        if not 0 <= q_code <= QMAX:
+            raise BitlensError(f"quality code {q_code} outside 0..{QMAX}")
+        s, rows, _, kmap = self.symbols(an, q_code, kmap)
+        bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
+                       offsetmap.encode_map(kmap), an.z_data, coder.encode(s, rows, self.y_table))
+        return Encoded(bs.pack(), int(q_code), kmap, an.source.width, an.source.height)
+
+    @torch.inference_mode()
+    def reconstruct(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
+        """Y'CbCr reconstruction the decoder will produce, without going through the coder."""
+        s, _, delta, _ = self.symbols(an, q_code, kmap)
+        return self._synthesize(an.mu, s, delta, an.source.height, an.source.width)
+
+    # ---- decoder side ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def decode(self, data: bytes) -> Decoded:
+        """Bitstream bytes -> reconstruction. Raises BitlensError for anything undecodable."""
+        t0 = time.perf_counter()
+        bs = Bitstream.unpack(data)
+        if bs.model_id != self.model_id:
+            raise BitlensError(f"bitstream is for model {bs.model_id}, this decoder holds model {self.model_id}")
+        if bs.q_code > QMAX:
+            raise BitstreamError("quality code out of range: corrupted bitstream")
+        h, w = latent_grid(bs.height, bs.width)
+        try:
+            kmap = offsetmap.decode_map(bs.map_data, (h, w))
+            z_shape = (self.net.config["Nz"], h // 4, w // 4)
+            z = coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
+            mu, log2_sigma = self._entropy_parameters(z)
+            delta, rows = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
+            s = coder.decode(bs.y_data, rows, self.y_table)
+        except coder.CorruptStream as exc:
+            raise BitstreamError(f"corrupted bitstream: {exc}") from None
+        ycc = self._synthesize(mu, s, delta, bs.height, bs.width)
+        return self._finish(ycc, bs, time.perf_counter() - t0)
+
+    # ---- shared pieces -----------------------------------------------------------------------
+    def _entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, log2_sigma = self.net.entropy_parameters(torch.from_numpy(z.astype(np.float32))[None])
+        return mu[0].numpy(), log2_sigma[0].numpy().astype(np.float64)
+
+    def _steps_and_rows(self, log2_sigma: np.ndarray, q_code: int, kmap: np.ndarray):
+        """Quantization step of every latent element and the CDF row (scale index) it is coded with."""
+        log2_delta = log2_step_grid_q16(self.log2_steps_q16, q_code, kmap)
+        delta = step_from_log2_q16(log2_delta, self.pow2_hi, self.pow2_lo)
+        rows = np.searchsorted(self.thresholds, log2_sigma - log2_delta / Q16)
+        return delta, rows
+
+    def _synthesize(self, mu, s, delta, height: int, width: int) -> np.ndarray:
+        y_hat = torch.from_numpy(np.clip(mu + s * delta, -1e4, 1e4).astype(np.float32))[None]
+        x = self.net.g_s(y_hat)[0, :, :height, :width].nan_to_num(0.5).clamp(0, 1)
+        return x.permute(1, 2, 0).numpy().astype(np.float64)
+
+    def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:
+        if bs.grayscale:
+            pixels = to_8bit(ycc[..., 0])
+        else:
+            pixels = to_8bit(ycbcr_to_rgb(ycc))
+        return Decoded(pixels, to_10bit(ycc[..., 0]), ycc, bs, seconds)
+
+    def _z_rows(self, shape) -> np.ndarray:
+        return np.broadcast_to(np.arange(shape[0])[:, None, None], shape)
+
+    def _check_map(self, kmap, grid) -> np.ndarray:
+        if kmap is None:
+            return np.zeros(grid, dtype=np.int64)
+        kmap = np.asarray(kmap)
+        if kmap.shape != grid:
+            raise BitlensError(f"step-offset map has shape {kmap.shape}, the image's latent grid is {grid}")
+        return kmap.astype(np.int64)
+
+    def _container_bytes(self, an: Analysis, map_data: bytes | None, y_bytes: int) -> int:
+        src = an.source
+        n = 4 + 3 + 2 + len(_varint(src.width)) + len(_varint(src.height)) + 4
+        if map_data is not None:
+            n += len(_varint(len(map_data))) + len(map_data)
+        return n + len(_varint(len(an.z_data))) + len(an.z_data) + len(_varint(y_bytes)) + y_bytes
+
+
+def decode_bitstream(data: bytes) -> Decoded:
+    """Decode with whichever shipped model the bitstream names."""
+    return LearnedCodec.load(Bitstream.unpack(data).model_id).decode(data)
+
+
+_codecs: dict[int, LearnedCodec] = {}
+
+
+def _cached_codec(model_id: int) -> LearnedCodec:
+    if model_id not in _codecs:
+        _codecs[model_id] = LearnedCodec(load_bundle(model_id))
+    return _codecs[model_id]

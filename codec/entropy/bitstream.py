@@ -1,0 +1,118 @@
+"""Bitstream format v1: a small header, the optional map stream, the z and y streams, a CRC-32.
+
+    magic "BLNS" | version u8 | flags u8 | model id u8 | quality code u16 LE
+    | width varint | height varint | [map length varint | map bytes]
+    | z length varint | z bytes | y length varint | y bytes | CRC-32 LE of all preceding bytes
+
+flags: bit 0 = grayscale source, bit 1 = a step-offset map follows. Everything is validated before
+anything is allocated, so damaged or foreign files fail with one clear sentence.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from ..errors import BitlensError
+
+MAGIC = b"BLNS"
+VERSION = 1
+FLAG_GRAY, FLAG_MAP = 1, 2
+MAX_SIDE = 32768
+MAX_PIXELS = 1 << 26  # 64 Mpixel: beyond this a header is treated as corrupt rather than allocated
+
+
+class BitstreamError(BitlensError):
+    """The bytes are not a decodable Bitlens bitstream."""
+
+
+@dataclass
+class Bitstream:
+    width: int
+    height: int
+    model_id: int
+    q_code: int
+    grayscale: bool
+    map_data: bytes | None
+    z_data: bytes
+    y_data: bytes
+    version: int = VERSION
+
+    def header_bytes(self) -> int:
+        """Bytes of everything that is not a z or y stream (header, map, lengths, checksum)."""
+        return len(self.pack()) - len(self.z_data) - len(self.y_data)
+
+    def pack(self) -> bytes:
+        flags = (FLAG_GRAY if self.grayscale else 0) | (FLAG_MAP if self.map_data is not None else 0)
+        out = bytearray(MAGIC)
+        out += bytes([VERSION, flags, self.model_id]) + self.q_code.to_bytes(2, "little")
+        out += _varint(self.width) + _varint(self.height)
+        for part in ([self.map_data] if self.map_data is not None else []) + [self.z_data, self.y_data]:
+            out += _varint(len(part)) + part
+        out += zlib.crc32(out).to_bytes(4, "little")
+        return bytes(out)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Bitstream":
+        if len(data) == 0:
+            raise BitstreamError("empty file, not a Bitlens bitstream")
+        if data[:4] != MAGIC:
+            raise BitstreamError("not a Bitlens bitstream (wrong magic bytes)")
+        r = _Reader(data)
+        r.take(4)
+        version, flags, model_id = r.take(3)
+        if version != VERSION:
+            raise BitstreamError(f"unsupported bitstream version {version} (this Bitlens reads version {VERSION})")
+        if flags & ~(FLAG_GRAY | FLAG_MAP):
+            raise BitstreamError(f"unknown header flags 0x{flags:02x}: corrupted bitstream")
+        q_code = int.from_bytes(r.take(2), "little")
+        width, height = r.varint(), r.varint()
+        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS):
+            raise BitstreamError(f"header announces an impossible image size {width}x{height}: corrupted bitstream")
+        map_data = r.block() if flags & FLAG_MAP else None
+        z_data, y_data = r.block(), r.block()
+        body = r.pos
+        if len(data) < body + 4:
+            raise BitstreamError(f"truncated bitstream: {len(data)} bytes, header announces {body + 4}")
+        if len(data) > body + 4:
+            raise BitstreamError(f"{len(data) - body - 4} unexpected bytes after the end of the bitstream")
+        if zlib.crc32(data[:body]) != int.from_bytes(data[body:body + 4], "little"):
+            raise BitstreamError("checksum mismatch: the bitstream is corrupted")
+        return cls(width, height, model_id, q_code, bool(flags & FLAG_GRAY), map_data, z_data, y_data, version)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise BitstreamError(f"truncated bitstream: ends inside the header at byte {len(self.data)}")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self) -> int:
+        n = shift = 0
+        for _ in range(5):
+            b = self.take(1)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n
+        raise BitstreamError("malformed length field: corrupted bitstream")
+
+    def block(self) -> bytes:
+        n = self.varint()
+        if self.pos + n > len(self.data):
+            raise BitstreamError(f"truncated bitstream: {len(self.data)} bytes, a stream needs {self.pos + n}")
+        return self.take(n)

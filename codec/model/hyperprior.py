@@ -1,0 +1,111 @@
+"""Variable-rate mean-scale hyperprior (Ballé 2018, Minnen 2018) with gain-unit quality steps.
+
+Quality: a real `q` in [0, levels-1] selects per-channel quantization steps by interpolating, in the
+log2 domain, between learned step vectors (Cui et al. 2021). A per-latent-cell offset map `k`
+multiplies the step by 2^(k/4). Symbols are s = round((y - mu) / delta); y_hat = mu + s * delta.
+
+The hyper-synthesis outputs the mean and log2 of the scale, so the decoder can derive the scale
+index by comparing against a table of log2 thresholds: no exp/log at decode time.
+The synthesis and hyper-synthesis use only convolutions, transposed convolutions and ReLU.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import GDN, FactorizedPrior
+
+SCALE_MIN = 0.11  # smallest scale of the CDF table (in units of the quantization step)
+
+
+def conv(cin: int, cout: int, k: int = 5, s: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=s, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, s: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=s, padding=k // 2, output_padding=s - 1)
+
+
+class VariableRateHyperprior(nn.Module):
+    """The Bitlens learned codec network. `config` is stored with the weights."""
+
+    def __init__(self, N: int = 128, M: int = 192, Nz: int = 128, levels: int = 6,
+                 lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15)):
+        super().__init__()
+        self.config = dict(N=N, M=M, Nz=Nz, levels=levels, lambdas=list(lambdas))
+        self.M, self.levels = M, levels
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+        self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
+                                 deconv(N, N), nn.ReLU(), deconv(N, 3))
+        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, Nz))
+        self.h_s = nn.Sequential(deconv(Nz, N), nn.ReLU(), deconv(N, N * 3 // 2), nn.ReLU(),
+                                 conv(N * 3 // 2, 2 * M, 3, 1))
+        self.prior_z = FactorizedPrior(Nz)
+        # learned log2 quantization steps, one vector per quality level (level 0 = coarsest)
+        init = torch.linspace(1.5, -2.5, levels).unsqueeze(1).repeat(1, M)
+        self.log2_steps = nn.Parameter(init)
+
+    # ---- quality -----------------------------------------------------------------------------
+    def log2_step(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-channel log2 step for qualities q (B,) -> (B, M), linear in log2 between levels."""
+        q = q.clamp(0, self.levels - 1)
+        lo = q.floor().long().clamp(max=self.levels - 2)
+        frac = (q - lo).unsqueeze(1)
+        return self.log2_steps[lo] * (1 - frac) + self.log2_steps[lo + 1] * frac
+
+    def lmbda(self, q: torch.Tensor) -> torch.Tensor:
+        """Rate-distortion trade-off used in training for quality q (log-linear between levels)."""
+        loglam = torch.log(torch.tensor(self.config["lambdas"], device=q.device))
+        q = q.clamp(0, self.levels - 1)
+        lo = q.floor().long().clamp(max=self.levels - 2)
+        frac = q - lo
+        return torch.exp(loglam[lo] * (1 - frac) + loglam[lo + 1] * frac)
+
+    # ---- hyperprior --------------------------------------------------------------------------
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log2 scale of every latent element from the decoded hyper-latent."""
+        mu, log2_sigma = self.h_s(z_hat).chunk(2, dim=1)
+        return mu, log2_sigma
+
+    # ---- training forward --------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, q: torch.Tensor, kmap: torch.Tensor | None = None) -> dict:
+        """Training pass: x (B,3,H,W) Y'CbCr in [0,1], q (B,), kmap (B,1,H/16,W/16) offsets or None.
+
+        Returns reconstruction and total bits of y and z (noise proxy for rate, straight-through
+        rounding for the synthesis input).
+        """
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat = z + (torch.round(z) - z).detach()
+        bits_z = -torch.log2(self.prior_z.likelihood(z_hat).clamp_min(1e-9)).sum()
+        mu, log2_sigma = self.entropy_parameters(z_hat)
+        log2_delta = self.log2_step(q)[:, :, None, None]
+        if kmap is not None:
+            log2_delta = log2_delta + kmap / 4
+        delta = torch.exp2(log2_delta)
+        r = (y - mu) / delta
+        r_noisy = r + torch.empty_like(r).uniform_(-0.5, 0.5)
+        r_round = r + (torch.round(r) - r).detach()
+        scale = torch.exp2(log2_sigma - log2_delta).clamp_min(SCALE_MIN)
+        bits_y = -torch.log2(gaussian_mass(r_noisy, scale).clamp_min(1e-9)).sum()
+        x_hat = self.g_s(mu + r_round * delta)
+        return dict(x_hat=x_hat, bits_y=bits_y, bits_z=bits_z)
+
+
+def gaussian_mass(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Mass of a zero-mean Gaussian of the given scale on [v - 0.5, v + 0.5]."""
+    v = v.abs()
+    c = 2 ** -0.5
+    upper = 0.5 * torch.erfc(-(0.5 - v) / scale * c)
+    lower = 0.5 * torch.erfc(-(-0.5 - v) / scale * c)
+    return upper - lower
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 64) -> torch.Tensor:
+    """Replicate-pad (B,C,H,W) on the right/bottom to a multiple of the network's total stride."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x

@@ -1,0 +1,72 @@
+"""Shipped models: the id written in every bitstream, the weights file, and the bundle format.
+
+A bundle is one torch file holding the network config and weights plus everything the entropy coder
+needs as stored integers or stored floats (Q16 log2 steps, power-of-two tables, CDF tables), so that
+nothing the decoder depends on is recomputed from floats at run time.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..entropy.tables import ESCAPE_MASS, FreqTable, gaussian_row, gaussian_scales, quantize_pmf
+from ..errors import BitlensError
+from .hyperprior import VariableRateHyperprior
+from .quality import pow2_tables
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
+MODELS: dict[int, str] = {1: "bitlens-hp-v1"}  # bitstream model id -> weights file stem
+DEFAULT_MODEL_ID = 1
+
+
+def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7) -> FreqTable:
+    """Per-channel frequency tables of the factorized prior over the range holding all but `tail`."""
+    v = torch.arange(-radius, radius + 2, dtype=torch.float32) - 0.5   # edges of bins -radius..radius
+    with torch.no_grad():
+        cdf = model.prior_z.cdf_at(v.unsqueeze(0).repeat(model.prior_z.channels, 1)).double().numpy()
+    rows = []
+    for c in range(cdf.shape[0]):
+        lo = int(np.searchsorted(cdf[c, 1:], tail))                # first bin whose upper edge passes tail
+        hi = int(np.searchsorted(cdf[c, :-1], 1 - tail, side="right")) - 1
+        lo, hi = min(lo, radius), max(hi, radius)                 # always include 0
+        pmf = np.diff(cdf[c, lo:hi + 2])
+        esc = cdf[c, lo] + 1 - cdf[c, hi + 1]
+        rows.append((quantize_pmf(np.append(pmf, max(esc, ESCAPE_MASS))), lo - radius))
+    return FreqTable.from_rows(rows)
+
+
+def make_bundle(model: VariableRateHyperprior, model_id: int, name: str) -> dict:
+    """Everything needed to encode and decode with `model`, ready for torch.save."""
+    scales = gaussian_scales()
+    hi, lo = pow2_tables()
+    bundle = dict(
+        name=name, model_id=model_id, config=model.config,
+        # weights stored as float16 (half the file); the shipped model is defined by these values
+        state_dict={k: v.detach().half() for k, v in model.state_dict().items()},
+        log2_steps_q16=torch.from_numpy(np.round(model.log2_steps.detach().double().numpy() * 65536).astype(np.int64)),
+        pow2_hi=torch.from_numpy(hi), pow2_lo=torch.from_numpy(lo),
+        y_scales=torch.from_numpy(scales),
+        y_log2_thresholds=torch.from_numpy((np.log2(scales[1:]) + np.log2(scales[:-1])) / 2),
+    )
+    tables = {**FreqTable.from_rows([gaussian_row(s) for s in scales]).to_dict("y"), **z_table(model).to_dict("z")}
+    bundle.update({k: torch.from_numpy(v) for k, v in tables.items()})
+    return bundle
+
+
+def weights_path(model_id: int) -> Path:
+    if model_id not in MODELS:
+        raise BitlensError(f"the bitstream needs model id {model_id}, which this Bitlens does not have "
+                           f"(known: {', '.join(f'{i} ({n})' for i, n in MODELS.items())})")
+    path = MODELS_DIR / f"{MODELS[model_id]}.pt"
+    if not path.exists():
+        raise BitlensError(f"model {model_id} ({MODELS[model_id]}) is missing: {path} not found")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def load_bundle(model_id: int = DEFAULT_MODEL_ID) -> dict:
+    """The stored bundle of a shipped model (cached)."""
+    return torch.load(weights_path(model_id), weights_only=True, map_location="cpu")

@@ -1,0 +1,67 @@
+"""One encode as users see it: rate-matched (or fixed-quality) encode, decode of the real bytes,
+PSNR-Y and per-block maps. The CLI, the GUI and the benchmarks all report numbers from here."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import Decoded, Encoded, LearnedCodec
+from .errors import BitlensError
+from .images import SourceImage
+from .metrics import block_psnr, psnr
+from .model.quality import QMAX, quality_to_code
+from .ratematch import match_rate
+
+
+@dataclass
+class EncodeReport:
+    encoded: Encoded
+    decoded: Decoded
+    psnr_y: float
+    encode_seconds: float
+    target_bpp: float | None
+    method: str | None
+    trace: list[tuple[int, float]]
+    match_seconds: float
+
+    @property
+    def bpp(self) -> float:
+        return self.encoded.bpp
+
+    @property
+    def quality(self) -> float:
+        return 100 * self.encoded.q_code / QMAX
+
+    def block_psnr(self, source: SourceImage, block: int = 16) -> np.ndarray:
+        return block_psnr(source.y10(), self.decoded.y10, block)
+
+    def as_dict(self) -> dict:
+        return dict(bytes=len(self.encoded.data), bpp=self.bpp, target_bpp=self.target_bpp,
+                    quality=self.quality, q_code=self.encoded.q_code, method=self.method,
+                    iterations=len(self.trace), match_seconds=self.match_seconds,
+                    encode_seconds=self.encode_seconds, decode_seconds=self.decoded.seconds,
+                    trace=[[int(q), float(b)] for q, b in self.trace], psnr_y=self.psnr_y)
+
+
+def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float | None = None,
+                 quality: float | None = None, method: str = "fast", tolerance: float = 0.01,
+                 closest: bool = False, kmap: np.ndarray | None = None) -> EncodeReport:
+    """Encode at `target_bpp` through the rate matcher, or at a fixed `quality` (0..100)."""
+    if (target_bpp is None) == (quality is None):
+        raise BitlensError("give exactly one of a target bpp or a quality")
+    t0 = time.perf_counter()
+    if target_bpp is not None:
+        m = match_rate(codec, source, target_bpp, method, tolerance, closest, kmap)
+        enc, trace, match_s = m.encoded, m.trace, m.seconds
+    else:
+        try:
+            q = quality_to_code(quality)
+        except ValueError as exc:
+            raise BitlensError(str(exc)) from None
+        enc, trace, match_s = codec.encode(codec.analyze(source), q, kmap), [], 0.0
+    enc_s = time.perf_counter() - t0
+    dec = codec.decode(enc.data)
+    return EncodeReport(enc, dec, psnr(source.y10(), dec.y10), enc_s, target_bpp,
+                        method if target_bpp is not None else None, trace, match_s)

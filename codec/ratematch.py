@@ -1,0 +1,187 @@
+"""Rate matching: find the quality whose bitstream lands on a target bpp.
+
+Two matchers behind `match_rate`:
+
+* `bisection` - the baseline the JPEG AI VM used: bisection on the quality code, every trial a full
+  encode (analysis transform, hyperprior and real range coding).
+* `fast` (default) - analysis once; each trial computes the exact file size from the stored integer
+  CDF tables without running the coder; the first trial comes from the model's prior rate curve, the
+  next from that curve shifted through the measured point (images differ mostly by a log-rate
+  offset), then secant / regula-falsi steps on log-bpp. One real encode at the end, corrected if the
+  coder's real size misses the estimate.
+
+Acceptance (as in the JPEG AI VM): bpp within `tolerance` of the target and not above it
+(`closest=True` drops the "not above" rule). A step-offset map stays fixed while the quality moves,
+so a painted map keeps the total rate.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import Analysis, Encoded, LearnedCodec
+from .errors import BitlensError
+from .images import SourceImage
+from .model.quality import QMAX
+
+METHODS = ("fast", "bisection")
+MAX_TRIALS = 40
+
+
+@dataclass
+class MatchResult:
+    """The chosen encode plus how the matcher got there (the GUI plots `trace`)."""
+
+    encoded: Encoded
+    analysis: Analysis | None
+    target_bpp: float
+    method: str
+    trace: list[tuple[int, float]] = field(default_factory=list)   # (quality code, bpp) per trial
+    seconds: float = 0.0
+
+    @property
+    def iterations(self) -> int:
+        return len(self.trace)
+
+    @property
+    def bpp(self) -> float:
+        return self.encoded.bpp
+
+
+def accepts(bpp: float, target: float, tolerance: float, closest: bool) -> bool:
+    """True if `bpp` satisfies the matching rule for `target`."""
+    if closest:
+        return abs(bpp - target) <= tolerance * target
+    return target * (1 - tolerance) <= bpp <= target
+
+
+def match_rate(codec: LearnedCodec, source: SourceImage, target_bpp: float, method: str = "fast",
+               tolerance: float = 0.01, closest: bool = False, kmap: np.ndarray | None = None,
+               analysis: Analysis | None = None) -> MatchResult:
+    """Encode `source` at `target_bpp` with the chosen matcher. Raises BitlensError if unreachable."""
+    if not (target_bpp > 0 and math.isfinite(target_bpp)):
+        raise BitlensError(f"target bpp must be a positive number, got {target_bpp}")
+    if not 0 < tolerance < 1:
+        raise BitlensError(f"tolerance must be between 0 and 1, got {tolerance}")
+    if method == "fast":
+        return _fast(codec, source, target_bpp, tolerance, closest, kmap, analysis)
+    if method == "bisection":
+        return _bisection(codec, source, target_bpp, tolerance, closest, kmap)
+    raise BitlensError(f"unknown rate-matching method {method!r} (choose from {', '.join(METHODS)})")
+
+
+def _unreachable(target: float, low: float, high: float) -> BitlensError:
+    return BitlensError(f"target {target:g} bpp is outside what the model reaches on this image "
+                        f"({low:.4f} to {high:.4f} bpp)")
+
+
+def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
+    t0 = time.perf_counter()
+    npix = source.width * source.height
+    trace: list[tuple[int, float]] = []
+    lo, hi = 0, QMAX
+    best: Encoded | None = None
+
+    def full_encode(q: int) -> Encoded:
+        enc = codec.encode(codec.analyze(source), q, kmap)   # each trial pays the whole encoder
+        trace.append((q, len(enc.data) * 8 / npix))
+        return enc
+
+    while hi - lo > 1 and len(trace) < MAX_TRIALS:
+        mid = (lo + hi) // 2
+        enc = full_encode(mid)
+        if accepts(enc.bpp, target, tol, closest):
+            best = enc
+            break
+        if enc.bpp > target:
+            hi = mid
+        else:
+            lo = mid
+    if best is None:
+        edge = full_encode(0 if hi <= 1 else QMAX)
+        if accepts(edge.bpp, target, tol, closest):
+            best = edge
+        else:
+            raise _range_error(codec, source, target, kmap, tol)
+    return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
+
+
+def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
+    t0 = time.perf_counter()
+    an = analysis if analysis is not None else codec.analyze(source)
+    npix = source.width * source.height
+    trace: list[tuple[int, float]] = []
+    prior = codec.rate_prior  # (codes, log bpp) of the model's typical image, increasing in code
+    # aim at the middle of the accepted band, in log-rate
+    aim = math.log(target * (1 - tol / 2)) if not closest else math.log(target)
+
+    def trial(q: int) -> float:
+        b = codec.estimate_bytes(an, q, kmap) * 8 / npix
+        trace.append((q, b))
+        return b
+
+    def invert_prior(log_bpp: float, shift: float) -> int:
+        return int(round(np.interp(log_bpp - shift, prior[1], prior[0])))
+
+    q = invert_prior(aim, 0.0)
+    below: tuple[int, float] | None = None   # best bracket points (code, log bpp)
+    above: tuple[int, float] | None = None
+    shift = 0.0
+    for _ in range(MAX_TRIALS):
+        b = trial(q)
+        if accepts(b, target, tol, closest):
+            enc = _finish(codec, an, q, target, tol, closest, kmap, trace, npix)
+            if enc is not None:
+                return MatchResult(enc, an, target, "fast", trace, time.perf_counter() - t0)
+            b = target * (1 + tol)   # the real coder overshot here: search below this point
+        lb = math.log(b)
+        if b > target:
+            above = (q, lb) if above is None or q < above[0] else above
+        else:
+            below = (q, lb) if below is None or q > below[0] else below
+        if below and above:
+            if above[0] - below[0] <= 1:
+                break
+            # regula falsi on log-bpp, kept strictly inside the bracket
+            qa, la = below
+            qb, lb2 = above
+            frac = (aim - la) / (lb2 - la) if lb2 != la else 0.5
+            q = int(round(qa + min(max(frac, 0.05), 0.95) * (qb - qa)))
+            q = min(max(q, qa + 1), qb - 1)
+        else:
+            shift = lb - float(np.interp(q, prior[0], prior[1]))   # this image's offset to the prior curve
+            nq = invert_prior(aim, shift)
+            if nq == q:   # prior is flat here or clamped: step outwards
+                nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
+            if (q == 0 and b > target) or (q == QMAX and b < target):
+                raise _range_error(codec, source, target, kmap, tol, an)
+            q = min(max(nq, 0), QMAX)
+    raise _range_error(codec, source, target, kmap, tol, an)
+
+
+def _finish(codec, an, q, target, tol, closest, kmap, trace, npix) -> Encoded | None:
+    """The one real encode; nudges the quality down if the coder's size overshoots the estimate."""
+    enc = codec.encode(an, q, kmap)
+    for _ in range(8):
+        if accepts(enc.bpp, target, tol, closest):
+            return enc
+        if enc.bpp < target or q == 0:
+            return None
+        q -= max(1, QMAX // 4096)  # the real size exceeds the estimate by a few bytes: step down
+        trace.append((q, codec.estimate_bytes(an, q, kmap) * 8 / npix))
+        enc = codec.encode(an, q, kmap)
+    return None
+
+
+def _range_error(codec, source, target, kmap, tol, an=None) -> BitlensError:
+    an = an if an is not None else codec.analyze(source)
+    npix = source.width * source.height
+    low = codec.estimate_bytes(an, 0, kmap) * 8 / npix
+    high = codec.estimate_bytes(an, QMAX, kmap) * 8 / npix
+    if low <= target <= high:
+        return BitlensError(f"no quality lands within {tol:.1%} below {target:g} bpp on this image; "
+                            f"loosen --tolerance")
+    return _unreachable(target, low, high)

@@ -1,0 +1,109 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from codec.cli import main
+
+from .conftest import KODAK
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "codec.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
+    out = tmp_path / "x.bln"
+    assert main(["encode", str(small_png), "--quality", "50", "-o", str(out), "--json"]) == 0
+    enc = json.loads(capsys.readouterr().out)
+    for key in ("input", "output", "bytes", "bpp", "quality", "iterations", "match_seconds", "psnr_y"):
+        assert key in enc
+    assert enc["bytes"] == out.stat().st_size
+    assert main(["decode", str(out), "-o", str(tmp_path / "x.png"), "--json"]) == 0
+    dec = json.loads(capsys.readouterr().out)
+    assert set(("output", "backend", "seconds", "sha256")) <= set(dec)
+    from PIL import Image
+    assert Image.open(tmp_path / "x.png").size == (100, 72)
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["width"], info["height"], info["bytes"]) == (100, 72, enc["bytes"])
+
+
+def test_encode_several_to_out_dir_gives_a_list(tmp_path, small_png, capsys):
+    assert main(["encode", str(small_png), str(small_png), "--quality", "10", "--out-dir", str(tmp_path),
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list) and len(rows) == 2
+
+
+def test_bpp_encode_reports_trials(tmp_path, small_png, capsys):
+    # a rate in the middle of this image's range
+    assert main(["encode", str(small_png), "--quality", "40", "-o", str(tmp_path / "a.bln"), "--json"]) == 0
+    target = json.loads(capsys.readouterr().out)["bpp"]
+    assert main(["encode", str(small_png), "--bpp", str(target), "-o", str(tmp_path / "b.bln"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert target * 0.99 <= r["bpp"] <= target and r["iterations"] >= 1 and len(r["trace"]) == r["iterations"]
+
+
+@pytest.mark.skipif(not (KODAK / "kodim23.png").exists(), reason="Kodak set not present")
+def test_kodak23_at_quarter_bpp(tmp_path, capsys):
+    out = tmp_path / "x.bln"
+    assert main(["encode", str(KODAK / "kodim23.png"), "--bpp", "0.25", "-o", str(out)]) == 0
+    assert 0.2475 <= out.stat().st_size * 8 / (768 * 512) <= 0.25
+    assert main(["decode", str(out), "-o", str(tmp_path / "x.png")]) == 0
+
+
+def _error(capsys, argv, code=1):
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("bitlens: error:") and err.count("\n") == 1, err
+    return err
+
+
+def test_user_errors_are_one_line(tmp_path, small_png, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("not an image")
+    assert "not a readable image" in _error(capsys, ["encode", str(text), "--quality", "5", "-o", str(tmp_path / "o.bln")])
+    assert "no such file" in _error(capsys, ["encode", str(tmp_path / "nope.png"), "--quality", "5", "-o", "o.bln"])
+    assert "does not exist" in _error(capsys, ["encode", str(small_png), "--quality", "5", "-o",
+                                               str(tmp_path / "no" / "dir" / "o.bln")])
+    assert "no such file" in _error(capsys, ["decode", str(tmp_path / "nope.bln"), "-o", str(tmp_path / "o.png")])
+    assert "wrong magic" in _error(capsys, ["decode", str(text), "-o", str(tmp_path / "o.png")])
+    empty = tmp_path / "empty.bln"
+    empty.write_bytes(b"")
+    assert "empty" in _error(capsys, ["info", str(empty)])
+    assert "quality" in _error(capsys, ["encode", str(small_png), "--quality", "101", "-o", str(tmp_path / "o.bln")])
+
+
+def test_unwritable_output_leaves_no_partial_file(tmp_path, small_png, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        import os
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        _error(capsys, ["encode", str(small_png), "--quality", "5", "-o", str(ro / "o.bln")])
+    finally:
+        ro.chmod(0o700)
+
+
+def test_output_is_a_directory(tmp_path, small_png, capsys):
+    out = tmp_path / "x.bln"
+    main(["encode", str(small_png), "--quality", "5", "-o", str(out)])
+    capsys.readouterr()
+    assert "cannot write" in _error(capsys, ["decode", str(out), "-o", str(tmp_path)])
+
+
+def test_usage_errors_exit_2(capsys):
+    _error(capsys, ["encode", "x.png", "-o", "y.bln"], code=2)          # neither --bpp nor --quality
+    _error(capsys, ["decode", "x.bln"], code=2)                         # missing -o
+
+
+def test_console_script_runs_in_a_subprocess(tmp_path, small_png):
+    r = run("encode", small_png, "--quality", "30", "-o", tmp_path / "s.bln")
+    assert r.returncode == 0, r.stderr
+    r = run("decode", tmp_path / "corrupt.bln", "-o", tmp_path / "s.png")
+    assert r.returncode == 1 and r.stderr.startswith("bitlens: error:") and "Traceback" not in r.stderr

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec.engine import latent_grid
+from codec.errors import BitlensError
+from codec.images import load_image, source_from_array
+from codec.metrics import psnr
+from codec.model.quality import QMAX
+
+from .conftest import sample_crop
+
+
+@pytest.mark.parametrize("h,w", [(72, 100), (37, 53), (1, 1), (65, 129)])
+def test_round_trip_keeps_size(codec, h, w):
+    src = source_from_array(sample_crop(h, w))
+    an = codec.analyze(src)
+    enc = codec.encode(an, QMAX // 2)
+    dec = codec.decode(enc.data)
+    assert dec.pixels.shape == (h, w, 3)
+    # the decoder reproduces exactly what the encoder predicted
+    assert np.array_equal(dec.ycbcr, codec.reconstruct(an, QMAX // 2))
+
+
+def test_rate_and_quality_increase_with_quality_code(codec, small_rgb):
+    src = source_from_array(small_rgb)
+    an = codec.analyze(src)
+    sizes, psnrs = [], []
+    for q in (0, QMAX // 3, 2 * QMAX // 3, QMAX):
+        enc = codec.encode(an, q)
+        sizes.append(len(enc.data))
+        psnrs.append(psnr(src.y10(), codec.decode(enc.data).y10))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert psnrs[-1] > psnrs[0] + 3
+
+
+def test_size_estimate_equals_real_size_across_qualities_and_maps(codec, small_rgb):
+    src = source_from_array(small_rgb)
+    an = codec.analyze(src)
+    rng = np.random.default_rng(0)
+    grid = latent_grid(src.height, src.width)
+    maps = [None, np.full(grid, -3), rng.integers(-8, 9, grid)]
+    for kmap in maps:
+        for q in (0, 9000, 30000, 51000, QMAX):
+            real = len(codec.encode(an, q, kmap).data)
+            assert abs(codec.estimate_bytes(an, q, kmap) - real) <= 4, (q, real)
+
+
+def test_map_round_trip_and_negative_offsets_spend_more_bits(codec, small_rgb):
+    src = source_from_array(small_rgb)
+    an = codec.analyze(src)
+    grid = latent_grid(src.height, src.width)
+    kmap = np.zeros(grid, dtype=int)
+    kmap[:, : grid[1] // 2] = -4
+    flat = codec.encode(an, QMAX // 2)
+    mapped = codec.encode(an, QMAX // 2, kmap)
+    assert len(mapped.data) > len(flat.data)
+    dec = codec.decode(mapped.data)
+    assert np.array_equal(dec.ycbcr, codec.reconstruct(an, QMAX // 2, kmap))
+    with pytest.raises(BitlensError, match="latent grid"):
+        codec.encode(an, 0, np.zeros((1, 1)))
+
+
+def test_grayscale_decodes_as_grayscale(codec, tmp_path, small_rgb):
+    p = tmp_path / "g.png"
+    Image.fromarray(small_rgb[..., 1]).save(p)
+    src = load_image(p)
+    assert src.grayscale
+    dec = codec.decode(codec.encode(codec.analyze(src), QMAX // 2).data)
+    assert dec.pixels.shape == small_rgb.shape[:2] and dec.header.grayscale
+
+
+def test_rgba_drops_alpha_with_warning(tmp_path, small_rgb):
+    p = tmp_path / "a.png"
+    Image.fromarray(np.dstack([small_rgb, np.full(small_rgb.shape[:2], 128, np.uint8)])).save(p)
+    src = load_image(p)
+    assert not src.grayscale and any("alpha" in w for w in src.warnings)
+    assert np.allclose(src.rgb * 255, small_rgb)
+
+
+def test_16bit_grayscale_is_read_at_full_precision(tmp_path):
+    a = (np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)
+    p = tmp_path / "g16.png"
+    Image.fromarray(a).save(p)
+    src = load_image(p)
+    assert src.grayscale and src.bit_depth == 16
+    assert np.allclose(src.rgb[..., 0], a / 65535)
+
+
+def test_bad_images_are_one_line_errors(tmp_path):
+    t = tmp_path / "notes.png"
+    t.write_text("hello, not an image")
+    with pytest.raises(BitlensError, match="not a readable image"):
+        load_image(t)
+    with pytest.raises(BitlensError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(BitlensError, match="directory"):
+        load_image(tmp_path)

@@ -1,0 +1,162 @@
+"""Train the Bitlens variable-rate hyperprior on ../shared/data/train-photos (never Kodak).
+
+Resumable: the state (model, optimizer, step, RNG) is saved atomically to --ckpt every
+--save-every steps and at the end; rerunning the same command continues from it.
+Logs loss / bpp / PSNR-Y per --log-every steps to <ckpt dir>/log.csv.
+
+    python training/train.py --config training/configs/base.json
+
+Export the trained weights (with integer CDF tables) for shipping with training/export.py.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from codec.color import RGB_TO_YCBCR  # noqa: E402
+from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
+
+Y_WEIGHTS = torch.tensor([6.0, 1.0, 1.0]) / 8.0  # Y-weighted distortion, as in JPEG AI training
+
+
+def load_photos(folder: str, scales: list[float]) -> list[torch.Tensor]:
+    """Every photo at every scale as a (3,H,W) uint8 tensor, downscaled with Lanczos."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.png"))):
+        im = Image.open(path).convert("RGB")
+        for s in scales:
+            sim = im if s == 1.0 else im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
+            out.append(torch.from_numpy(np.asarray(sim).copy()).permute(2, 0, 1).contiguous())
+    return out
+
+
+def random_batch(photos, batch: int, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """Random crops with random flips, converted to Y'CbCr in [0,1]."""
+    crops = []
+    for _ in range(batch):
+        im = photos[torch.randint(len(photos), (1,), generator=gen).item()]
+        _, h, w = im.shape
+        y0 = torch.randint(h - crop + 1, (1,), generator=gen).item()
+        x0 = torch.randint(w - crop + 1, (1,), generator=gen).item()
+        c = im[:, y0:y0 + crop, x0:x0 + crop]
+        if torch.rand(1, generator=gen).item() < 0.5:
+            c = c.flip(2)
+        if torch.rand(1, generator=gen).item() < 0.2:
+            c = c.flip(1)
+        crops.append(c)
+    rgb = torch.stack(crops).float() / 255.0
+    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32)
+    ycc = torch.einsum("ij,bjhw->bihw", m, rgb)
+    ycc[:, 1:] += 0.5
+    return ycc
+
+
+def random_offset_maps(batch: int, grid: int, gen: torch.Generator, p_flat: float = 0.5) -> torch.Tensor:
+    """Smooth random integer step-offset maps k in [-8, 8] (half of them flat zero)."""
+    coarse = torch.rand(batch, 1, 3, 3, generator=gen) * 2 - 1
+    amp = torch.rand(batch, 1, 1, 1, generator=gen) * 8
+    k = F.interpolate(coarse, size=(grid, grid), mode="bilinear", align_corners=True) * amp
+    k = k.round().clamp(-8, 8)
+    flat = torch.rand(batch, 1, 1, 1, generator=gen) < p_flat
+    return torch.where(flat, torch.zeros_like(k), k)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--ckpt", default="checkpoints/base/last.pt")
+    ap.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
+    args = ap.parse_args()
+    cfg = json.load(open(args.config))
+    torch.set_num_threads(cfg.get("threads", 2))
+    os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
+
+    model = VariableRateHyperprior(**cfg["model"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    step, seconds = 0, 0.0
+    gen = torch.Generator().manual_seed(cfg.get("seed", 0))
+    if os.path.exists(args.ckpt):
+        state = torch.load(args.ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = state["step"], state["seconds"]
+        gen.set_state(state["gen"])
+        print(f"resumed at step {step}", flush=True)
+
+    photos = load_photos(cfg["data"], cfg.get("scales", [1.0]))
+    print(f"{len(photos)} training images (photos x scales)", flush=True)
+    log_path = os.path.join(os.path.dirname(args.ckpt), "log.csv")
+    log_new = not os.path.exists(log_path)
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if log_new:
+        writer.writerow(["step", "seconds", "lr", "loss", "bpp", "psnr_y", "q_mean"])
+
+    def save() -> None:
+        tmp = args.ckpt + ".tmp"
+        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
+                        gen=gen.get_state(), config=cfg), tmp)
+        os.replace(tmp, args.ckpt)
+
+    total, crop, batch = cfg["steps"], cfg["crop"], cfg["batch"]
+    levels = model.levels
+    t_start = time.time()
+    acc = dict(loss=0.0, bpp=0.0, mse_y=0.0, n=0)
+    w = Y_WEIGHTS.view(1, 3, 1, 1)
+    while step < total:
+        lr = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if step >= cfg.get("decay_at", 0.85) * total else 1.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = random_batch(photos, batch, crop, gen)
+        q = torch.rand(batch, generator=gen) * (levels - 1)
+        kmap = random_offset_maps(batch, crop // 16, gen, cfg.get("p_flat_map", 0.5))
+        out = model(x, q, kmap)
+        npix = batch * crop * crop
+        bpp = (out["bits_y"] + out["bits_z"]) / npix
+        se = (out["x_hat"] - x) ** 2
+        mse_w = (se * w).sum(1).mean(dim=(1, 2))  # per-sample weighted MSE
+        # per-sample lambda: the rate term is shared, so weight distortion per sample
+        loss = (model.lmbda(q) * 255 ** 2 * mse_w).mean() + bpp
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        acc["loss"] += loss.item(); acc["bpp"] += bpp.item(); acc["n"] += 1
+        acc["mse_y"] += se[:, 0].mean().item()
+        if step % cfg.get("log_every", 50) == 0:
+            n = acc["n"]
+            el = seconds + time.time() - t_start
+            psnr = 10 * math.log10(1 / max(acc["mse_y"] / n, 1e-12))
+            writer.writerow([step, f"{el:.0f}", lr, f"{acc['loss']/n:.4f}", f"{acc['bpp']/n:.4f}",
+                             f"{psnr:.2f}", f"{(levels-1)/2:.2f}"])
+            log.flush()
+            print(f"step {step} {el:.0f}s lr {lr:.1e} loss {acc['loss']/n:.4f} bpp {acc['bpp']/n:.4f} "
+                  f"psnr_y {psnr:.2f}", flush=True)
+            acc = dict(loss=0.0, bpp=0.0, mse_y=0.0, n=0)
+        if step % cfg.get("save_every", 250) == 0:
+            seconds += time.time() - t_start
+            t_start = time.time()
+            save()
+        if args.minutes and (seconds + time.time() - t_start) > args.minutes * 60:
+            break
+    seconds += time.time() - t_start
+    t_start = time.time()
+    save()
+    print(f"saved at step {step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
