@@ -54,19 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode a bitstream to PNG")
     d.add_argument("input", metavar="IN")
     d.add_argument("-o", "--output", required=True)
-    d.add_argument("--backend", choices=("float",), default="float")
+    d.add_argument("--backend", choices=("integer", "integer8", "float"), default="integer",
+                   help="integer: bit-exact on every machine (default); integer8: 8-bit weights; float")
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("devices", help="decode on every backend here and compare the reconstructions")
+    v.add_argument("input", metavar="IN")
+    v.add_argument("--json", dest="report", metavar="REPORT.json", help="write the report to this file")
+    v.add_argument("--compare", nargs="+", default=[], metavar="OTHER.json", help="reports from other machines")
+    v.add_argument("--threads", type=int, default=None, help="the N of the N-thread configuration")
+    v.add_argument("--no-subprocess", action="store_true", help="skip the ATEN_CPU_CAPABILITY subprocesses")
 
     i = sub.add_parser("info", help="describe a bitstream")
     i.add_argument("input", metavar="IN")
     i.add_argument("--json", action="store_true")
+
+    _add_anchor_eval_parsers(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or (argv[0] not in {"gui", "encode", "decode", "info", "-h", "--help"}):
+    if not argv or (argv[0] not in {"gui", "encode", "decode", "info", "devices", "anchor", "eval", "-h",
+                                       "--help"}):
         argv = ["gui", *argv]
     try:
         args = build_parser().parse_args(argv)
@@ -78,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "threads", None):
             import torch
             torch.set_num_threads(max(1, args.threads))
-        return {"encode": _encode, "decode": _decode, "info": _info}[args.command](args)
+        return {"encode": _encode, "decode": _decode, "info": _info, "devices": _devices,
+                "anchor": _anchor, "eval": _eval}[args.command](args)
     except BitlensError as exc:
         sys.stderr.write(f"bitlens: error: {exc}\n")
         return 1
@@ -139,7 +151,7 @@ def _decode(args) -> int:
     from .engine import decode_bitstream
     from .images import save_png
 
-    dec = decode_bitstream(_read(args.input))
+    dec = decode_bitstream(_read(args.input), args.backend)
     save_png(dec.pixels, args.output)
     sha = hashlib.sha256(np.ascontiguousarray(dec.pixels).tobytes()).hexdigest()
     bs = dec.header
@@ -147,6 +159,29 @@ def _decode(args) -> int:
                    sha256=sha, width=bs.width, height=bs.height, grayscale=bs.grayscale)
     _emit(args, payload, [f"{args.input} -> {args.output}: {bs.width}x{bs.height}, "
                           f"{dec.seconds:.2f} s, sha256 {sha[:16]}"])
+    return 0
+
+
+def _devices(args) -> int:
+    from .devices import compare_backends, compare_reports, load_report
+    from .images import write_atomic
+
+    others = [load_report(p) for p in args.compare]
+    report = compare_backends(args.input, args.threads, not args.no_subprocess,
+                              progress=lambda m: sys.stderr.write(f"  {m}\n"))
+    lines = [f"{'configuration':32} {'decoder':8} {'sha256':16} {'mismatch':>8} {'maxdiff':>7} "
+             f"{'raw':>8} {'scale-idx':>9} {'seconds':>8}"]
+    for r in report.rows:
+        si = "" if r.scale_index_mismatches is None else str(r.scale_index_mismatches)
+        lines.append(f"{r.config:32} {r.decoder:8} {r.sha256[:16]} {r.mismatches:8d} {r.max_diff:7d} "
+                     f"{r.raw_max_diff:8.4f} {si:>9} {r.seconds:8.3f}")
+    n_int = len(report.integer_hashes())
+    lines.append(f"integer decoder: {n_int} distinct hash(es) over {sum(r.decoder == 'integer' for r in report.rows)} "
+                 f"configurations")
+    lines += compare_reports(report, others)
+    if args.report:
+        write_atomic(args.report, lambda f: f.write(json.dumps(report.to_json(), indent=2).encode()))
+    print("\n".join(lines))
     return 0
 
 
@@ -168,6 +203,93 @@ def _info(args) -> int:
                    map_range=[int(kmap.min()), int(kmap.max())] if kmap is not None else [0, 0],
                    header_bytes=bs.header_bytes(), z_bytes=len(bs.z_data), y_bytes=len(bs.y_data))
     _emit(args, payload, [f"{k}: {v}" for k, v in payload.items()])
+    return 0
+
+
+def _add_anchor_eval_parsers(sub) -> None:
+    from .anchors import ANCHORS
+
+    a = sub.add_parser("anchor", help="encode with a classical codec (VVC intra, HEVC, AV1, JPEG, WebP)")
+    a.add_argument("codec", choices=list(ANCHORS))
+    a.add_argument("image", metavar="IMAGE")
+    rate = a.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--bpp", type=float, help="target bits per pixel (closest rate not above it)")
+    rate.add_argument("--qp", type=int, help="fixed QP (AV1: CRF; JPEG, WebP: quality)")
+    a.add_argument("-o", "--output", required=True, help="reconstruction PNG")
+    a.add_argument("--stream", default=None, help="also write the bitstream here")
+    a.add_argument("--preset", default=None, help="encoder preset (VVC default: medium)")
+    a.add_argument("--closest", action="store_true", help="accept rates above the target too")
+    a.add_argument("--no-cache", action="store_true", help="encode even if the result is cached")
+    a.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("eval", help="evaluate codecs on a folder of images: CSV, JSON, BD-rate, RD plot")
+    v.add_argument("folder", metavar="DIR")
+    v.add_argument("--codecs", default="ours,vvc,hevc,jpeg", help="comma-separated: ours," + ",".join(ANCHORS))
+    v.add_argument("--bpp", default="0.06,0.12,0.25,0.5,0.75", help="comma-separated target rates")
+    v.add_argument("--out", default="bitlens-eval", help="output folder (default: ./bitlens-eval)")
+    v.add_argument("--jobs", type=int, default=1, help="images in parallel (worker processes)")
+    v.add_argument("--method", choices=("fast", "bisection"), default="fast")
+    v.add_argument("--backend", choices=("integer", "integer8", "float"), default="integer",
+                   help="our decoder for the measured reconstructions")
+    v.add_argument("--tolerance", type=float, default=0.01)
+    v.add_argument("--preset", default=None, help="anchor preset, for the codecs that have it")
+    v.add_argument("--closest", action="store_true", help="accept rates above the targets too")
+    v.add_argument("--no-cache", action="store_true")
+    v.add_argument("--json", action="store_true")
+
+
+def _anchor(args) -> int:
+    from .anchors import encode_anchor, get_anchor, match_anchor
+    from .images import load_image, save_png, write_atomic
+    from .metrics import ms_ssim
+
+    src = load_image(args.image)
+    for w in src.warnings:
+        sys.stderr.write(f"bitlens: warning: {w}\n")
+    if args.bpp is not None:
+        res = match_anchor(args.codec, src, args.bpp, closest=args.closest, preset=args.preset,
+                           cache=not args.no_cache)
+    else:
+        if args.closest:
+            raise BitlensError("--closest only applies with --bpp")
+        res = encode_anchor(args.codec, src, args.qp, args.preset, cache=not args.no_cache)
+    save_png(res.rgb8, args.output)
+    if args.stream:
+        write_atomic(args.stream, lambda f: f.write(res.data))
+    payload = dict(input=args.image, output=args.output, stream=args.stream, **res.as_dict(),
+                   ms_ssim=ms_ssim(src.y10(), res.y10), warnings=src.warnings)
+    _emit(args, payload, [f"{args.image} -> {args.output}: {res.codec} {res.nbytes} bytes, {res.bpp:.4f} bpp, "
+                          f"PSNR-Y {res.psnr_y:.2f} dB, {get_anchor(res.codec).param} {res.qp}"
+                          f"{' (cached)' if res.cached else ''}, "
+                          f"{res.encode_seconds:.2f} s"])
+    return 0
+
+
+def _csv_list(text: str, what: str, conv=str) -> list:
+    try:
+        return [conv(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BitlensError(f"{what}: expected a comma-separated list, got {text!r}") from None
+
+
+def _eval(args) -> int:
+    from .evaluate import EvalConfig, failure_lines, run_eval
+
+    if args.jobs < 1:
+        raise BitlensError("--jobs must be at least 1")
+    cfg = EvalConfig(codecs=tuple(_csv_list(args.codecs, "--codecs")),
+                     targets=tuple(_csv_list(args.bpp, "--bpp", float)), method=args.method,
+                     tolerance=args.tolerance, closest=args.closest, preset=args.preset,
+                     cache=not args.no_cache, jobs=args.jobs, backend=args.backend)
+    res = run_eval(args.folder, args.out, cfg, progress=lambda m: sys.stderr.write(f"bitlens: {m}\n"))
+    nfail = len(res.failures)
+    lines = [f"{len(res.rows) - nfail} points, {nfail} failed, {res.seconds:.1f} s; results in {args.out}"]
+    lines += [f"BD-rate {c} vs vvc: " + ("n/a" if v is None else f"{v:+.2f} %") for c, v in res.bd_rate_vs_vvc.items()]
+    lines += [f"failed: {ln}" for ln in failure_lines(res.rows)]
+    if args.json:
+        print(json.dumps(res.summary(), indent=2))
+    else:
+        print("\n".join(lines))
     return 0
 
 

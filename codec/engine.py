@@ -20,7 +20,11 @@ from .errors import BitlensError
 from .images import SourceImage
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
 from .model.quality import QMAX, Q16, log2_step_grid_q16, step_from_log2_q16
+from .integer.fixedpoint import layer_from_dict
+from .integer.networks import IntegerDecoderNets
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
+
+BACKENDS = ("integer", "integer8", "float")
 
 STRIDE = 64      # total down-sampling of the hyper-latent: images are padded to this multiple
 CELL = 16        # pixels per latent cell (and per step-offset map entry)
@@ -90,6 +94,10 @@ class LearnedCodec:
         # (quality codes, mean log bpp) measured on training photos at export: the fast matcher's prior
         default_prior = np.array([[0, QMAX], [np.log(0.05), np.log(2.0)]])
         self.rate_prior = bundle["rate_prior"].numpy() if "rate_prior" in bundle else default_prior
+        # integer hyper-synthesis and synthesis (absent only in bundles made before calibration)
+        self.integer = IntegerDecoderNets.from_dict(bundle["integer"]) if "integer" in bundle else None
+        self.g_s8 = ([layer_from_dict(v) for v in _layer_dicts(bundle["g_s8"])]
+                     if "g_s8" in bundle else None)
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
 
     @classmethod
@@ -140,15 +148,17 @@ class LearnedCodec:
         return Encoded(bs.pack(), int(q_code), kmap, an.source.width, an.source.height)
 
     @torch.inference_mode()
-    def reconstruct(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
+    def reconstruct(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
+                    backend: str = "integer") -> np.ndarray:
         """Y'CbCr reconstruction the decoder will produce, without going through the coder."""
         s, _, delta, _ = self.symbols(an, q_code, kmap)
-        return self._synthesize(an.mu, s, delta, an.source.height, an.source.width)
+        return self._synthesize(an.mu, s, delta, an.source.height, an.source.width, backend)
 
     # ---- decoder side ------------------------------------------------------------------------
     @torch.inference_mode()
-    def decode(self, data: bytes) -> Decoded:
-        """Bitstream bytes -> reconstruction. Raises BitlensError for anything undecodable."""
+    def decode(self, data: bytes, backend: str = "integer") -> Decoded:
+        """Bitstream bytes -> reconstruction with the `integer` (bit-exact everywhere; `integer8`: 8-bit
+        weights) or `float` synthesis. Raises BitlensError for anything undecodable."""
         t0 = time.perf_counter()
         bs = Bitstream.unpack(data)
         if bs.model_id != self.model_id:
@@ -165,11 +175,29 @@ class LearnedCodec:
             s = coder.decode(bs.y_data, rows, self.y_table)
         except coder.CorruptStream as exc:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
-        ycc = self._synthesize(mu, s, delta, bs.height, bs.width)
+        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend)
         return self._finish(ycc, bs, time.perf_counter() - t0)
+
+    def decode_latents(self, data: bytes) -> tuple[Bitstream, np.ndarray, np.ndarray, np.ndarray]:
+        """Entropy-decode only: header, z, and the float means' diagnostic inputs (for devices)."""
+        bs = Bitstream.unpack(data)
+        h, w = latent_grid(bs.height, bs.width)
+        z_shape = (self.net.config["Nz"], h // 4, w // 4)
+        z = coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
+        kmap = offsetmap.decode_map(bs.map_data, (h, w))
+        return bs, z, kmap, self._steps_and_rows(self._entropy_parameters(z)[1], bs.q_code, kmap)[1]
+
+    @torch.inference_mode()
+    def float_scale_rows(self, z: np.ndarray, q_code: int, kmap: np.ndarray) -> np.ndarray:
+        """Scale indices a float hyper-synthesis would derive (what a non-integer decoder would use)."""
+        _, log2_sigma = self.net.entropy_parameters(torch.from_numpy(z.astype(np.float32))[None])
+        return self._steps_and_rows(log2_sigma[0].numpy().astype(np.float64), q_code, kmap)[1]
 
     # ---- shared pieces -----------------------------------------------------------------------
     def _entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means and log2 scales from z: the integer hyper-synthesis, so every machine agrees."""
+        if self.integer is not None:
+            return self.integer.entropy_parameters(z)
         mu, log2_sigma = self.net.entropy_parameters(torch.from_numpy(z.astype(np.float32))[None])
         return mu[0].numpy(), log2_sigma[0].numpy().astype(np.float64)
 
@@ -180,10 +208,20 @@ class LearnedCodec:
         rows = np.searchsorted(self.thresholds, log2_sigma - log2_delta / Q16)
         return delta, rows
 
-    def _synthesize(self, mu, s, delta, height: int, width: int) -> np.ndarray:
-        y_hat = torch.from_numpy(np.clip(mu + s * delta, -1e4, 1e4).astype(np.float32))[None]
-        x = self.net.g_s(y_hat)[0, :, :height, :width].nan_to_num(0.5).clamp(0, 1)
-        return x.permute(1, 2, 0).numpy().astype(np.float64)
+    def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer") -> np.ndarray:
+        y_hat = np.clip(mu + s * delta, -1e4, 1e4)
+        if backend not in BACKENDS:
+            raise BitlensError(f"unknown decoder backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        if backend == "float" or self.integer is None:
+            x = self.net.g_s(torch.from_numpy(y_hat.astype(np.float32))[None])[0].nan_to_num(0.5).numpy()
+        else:
+            nets = self.integer
+            if backend == "integer8":
+                if self.g_s8 is None:
+                    raise BitlensError("this model has no 8-bit synthesis")
+                nets = IntegerDecoderNets(nets.h_s, self.g_s8, nets.s_mu, nets.s_ls, nets.s_y, 8)
+            x = nets.synthesize(y_hat)
+        return np.clip(x[:, :height, :width], 0, 1).transpose(1, 2, 0).astype(np.float64)
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:
         if bs.grayscale:
@@ -211,9 +249,14 @@ class LearnedCodec:
         return n + len(_varint(len(an.z_data))) + len(an.z_data) + len(_varint(y_bytes)) + y_bytes
 
 
-def decode_bitstream(data: bytes) -> Decoded:
+def decode_bitstream(data: bytes, backend: str = "integer") -> Decoded:
     """Decode with whichever shipped model the bitstream names."""
-    return LearnedCodec.load(Bitstream.unpack(data).model_id).decode(data)
+    return LearnedCodec.load(Bitstream.unpack(data).model_id).decode(data, backend)
+
+
+def _layer_dicts(d: dict) -> list[dict]:
+    n = len({k.split(".")[0] for k in d})
+    return [{f: d[f"{i}.{f}"] for f in ("weight", "bias", "mult", "meta")} for i in range(n)]
 
 
 _codecs: dict[int, LearnedCodec] = {}

@@ -63,3 +63,72 @@ def bd_rate(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
         raise BitlensError("BD-rate: the two curves do not overlap in PSNR")
     return float(bjontegaard.bd_rate(ra, da, rt, dt, method="pchip", require_matching_points=False,
                                      min_overlap=0.0))
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def _gauss_window(size: int, sigma: float) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def _ssim_terms(a: np.ndarray, b: np.ndarray, peak: float, win: int, sigma: float) -> tuple[float, float]:
+    """Mean luminance*contrast*structure (SSIM) and mean contrast*structure (cs) over the valid region
+    of a Gaussian window (shrunk, odd, to the plane when the plane is smaller than the window)."""
+    from scipy.ndimage import correlate1d
+
+    win = min(win, *(s if s % 2 else s - 1 for s in a.shape))
+    win = max(win, 1)
+    g = _gauss_window(win, sigma)
+    r = win // 2
+
+    def filt(x):
+        x = correlate1d(correlate1d(x, g, axis=0, mode="reflect"), g, axis=1, mode="reflect")
+        return x[r:x.shape[0] - r, r:x.shape[1] - r]  # 'valid': only windows inside the plane
+
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    mu_a, mu_b = filt(a), filt(b)
+    saa = filt(a * a) - mu_a ** 2
+    sbb = filt(b * b) - mu_b ** 2
+    sab = filt(a * b) - mu_a * mu_b
+    cs = (2 * sab + c2) / (saa + sbb + c2)
+    lum = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1)
+    return float(np.mean(lum * cs)), float(np.mean(cs))
+
+
+def _halve(x: np.ndarray) -> np.ndarray:
+    """2x2 average and subsample (odd sizes: the last row/column replicated, as MATLAB's 'symmetric')."""
+    h, w = x.shape
+    x = np.pad(x, ((0, h % 2), (0, w % 2)), mode="edge")
+    return x.reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean(axis=(1, 3))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray, peak: float = 1023.0, win: int = 11, sigma: float = 1.5,
+            weights=MS_SSIM_WEIGHTS) -> float:
+    """Multi-scale SSIM (Wang, Simoncelli, Bovik 2003) of two planes, e.g. 10-bit Y (peak 1023).
+
+    Five scales with the standard exponents, an 11-tap Gaussian window of sigma 1.5, K1=0.01, K2=0.03,
+    2x2 average downsampling, 'valid' filtering; negative contrast-structure terms are clipped to 0 (as
+    common implementations do, so a power of a negative number never makes NaN). Planes too small for
+    the full pyramid use a window shrunk to the plane at the coarse scales, and fewer scales (weights
+    renormalized) below 16 pixels per side. 1.0 for identical planes.
+    """
+    if a.shape != b.shape:
+        raise BitlensError(f"cannot compare planes of shape {a.shape} and {b.shape}")
+    if a.ndim != 2 or min(a.shape) < 1:
+        raise BitlensError(f"MS-SSIM needs 2-D planes, got shape {a.shape}")
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    levels = len(weights)
+    while levels > 1 and min(a.shape) < 2 ** (levels - 1):
+        levels -= 1
+    w = np.asarray(weights[:levels], dtype=np.float64)
+    w = w / w.sum()
+    vals = []
+    for i in range(levels):
+        ssim, cs = _ssim_terms(x, y, peak, win, sigma)
+        vals.append(max(ssim if i == levels - 1 else cs, 0.0))
+        if i < levels - 1:
+            x, y = _halve(x), _halve(y)
+    return float(np.prod(np.power(vals, w)))

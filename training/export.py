@@ -5,33 +5,58 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
-
-import glob
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
 from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import load_image  # noqa: E402
+from codec.integer.fixedpoint import layer_to_dict  # noqa: E402
+from codec.integer.networks import build_integer_nets  # noqa: E402
+from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
 from codec.model.quality import QMAX  # noqa: E402
 from codec.model.zoo import make_bundle  # noqa: E402
 
 
-def rate_prior(bundle: dict, folder: str, n_images: int = 8, n_codes: int = 33) -> np.ndarray:
-    """Mean log bpp over 768x512 crops of training photos at evenly spaced quality codes."""
+def calibration_crops(folder: str, n_images: int) -> list:
+    """768x512 top-left crops of the first training photos (never Kodak)."""
+    crops = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.png")))[:n_images]:
+        src = load_image(path)
+        src.rgb = src.rgb[:512, :768]
+        crops.append(src)
+    return crops
+
+
+def integer_parts(bundle: dict, crops: list) -> None:
+    """Calibrate activation ranges on training crops; add the 16-bit integer h_s + g_s and an
+    8-bit-weight g_s to the bundle."""
+    codec = LearnedCodec(bundle)
+    zs, ys = [], []
+    for src in crops:
+        an = codec.analyze(src)
+        zs.append(torch.from_numpy(an.z.astype(np.float32))[None])
+        for q in np.linspace(0, QMAX, 5).astype(int):
+            s, _, delta, _ = codec.symbols(an, int(q))
+            ys.append(torch.from_numpy((an.mu + s * delta).astype(np.float32))[None])
+    bundle["integer"] = build_integer_nets(codec.net, zs, ys, 16).to_dict()
+    g8 = build_integer_nets(codec.net, zs, ys, 8).g_s
+    bundle["g_s8"] = {f"{i}.{k}": torch.from_numpy(np.asarray(v))
+                      for i, layer in enumerate(g8) for k, v in layer_to_dict(layer).items()}
+
+
+def rate_prior(bundle: dict, crops: list, n_codes: int = 33) -> np.ndarray:
+    """Mean log bpp over training crops at evenly spaced quality codes (the fast matcher's prior)."""
     codec = LearnedCodec(bundle)
     codes = np.linspace(0, QMAX, n_codes).round().astype(np.int64)
     logs = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.png")))[:n_images]:
-        src = load_image(path)
-        h, w = min(512, src.height), min(768, src.width)
-        src.rgb = src.rgb[:h, :w]
+    for src in crops:
         an = codec.analyze(src)
-        logs.append([np.log(codec.estimate_bytes(an, int(q)) * 8 / (h * w)) for q in codes])
+        logs.append([np.log(codec.estimate_bytes(an, int(q)) * 8 / (src.width * src.height)) for q in codes])
     return np.stack([codes.astype(np.float64), np.mean(logs, axis=0)])
 
 
@@ -47,7 +72,9 @@ def main() -> None:
     model = VariableRateHyperprior(**state["config"]["model"])
     model.load_state_dict(state["model"])
     bundle = make_bundle(model, args.id, args.name or os.path.splitext(os.path.basename(args.output))[0])
-    bundle["rate_prior"] = torch.from_numpy(rate_prior(bundle, args.photos))
+    crops = calibration_crops(args.photos, 8)
+    integer_parts(bundle, crops)
+    bundle["rate_prior"] = torch.from_numpy(rate_prior(bundle, crops))
     bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"])
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     torch.save(bundle, args.output + ".tmp")

@@ -116,7 +116,10 @@ def main() -> None:
     acc = dict(loss=0.0, bpp=0.0, mse_y=0.0, n=0)
     w = Y_WEIGHTS.view(1, 3, 1, 1)
     while step < total:
-        lr = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if step >= cfg.get("decay_at", 0.85) * total else 1.0)
+        elapsed = seconds + time.time() - t_start
+        decay = step >= cfg.get("decay_at", 0.85) * total or (
+            args.minutes is not None and elapsed >= cfg.get("decay_at", 0.85) * args.minutes * 60)
+        lr = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
         for g in opt.param_groups:
             g["lr"] = lr
         x = random_batch(photos, batch, crop, gen)

@@ -1,0 +1,169 @@
+"""Fixed-point convolution layers with a proven accumulator bound.
+
+A layer holds integer weights (per-output-channel scale, 16 or 8 bits), an integer bias at the
+accumulator's scale, and a per-channel requantization multiplier and shift:
+
+    acc   = sum(w_int * x_int) + b_int            exact: computed as float64 on integer values, valid
+                                                  because |acc| <= ACC_LIMIT = 2^53 is proven below
+    x_out = clamp((acc * mult + 2^(shift-1)) >> shift, lo, hi)     int64, rounds half up
+
+The convolution runs as float64 only because every partial sum is an integer below 2^53, so any
+summation order (threads, SIMD width, blocking) gives the same exact result; CPU float64 convolutions
+use im2col + GEMM, never Winograd or FFT. `reference_forward` does the same with int64 arithmetic only,
+for the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ACC_LIMIT = 1 << 53          # float64 represents every integer below this exactly
+PRODUCT_LIMIT = 1 << 62      # acc * mult must stay inside int64
+ACT_BITS = 16                # activations are signed 16-bit
+
+
+@dataclass
+class IntLayer:
+    """One convolution (or transposed convolution) in fixed point, optionally followed by ReLU."""
+
+    weight: np.ndarray        # int64 (conv layout of torch: (Cout,Cin,k,k) or (Cin,Cout,k,k) if transposed)
+    bias: np.ndarray          # int64 (Cout,), at scale s_in * s_w[c]
+    mult: np.ndarray          # int64 (Cout,)
+    shift: int
+    transposed: bool
+    stride: int
+    padding: int
+    output_padding: int
+    relu: bool
+    in_max: int               # inputs are clamped to [-in_max, in_max] before the layer
+    out_min: int
+    out_max: int
+
+    def __post_init__(self):
+        self._w64 = torch.from_numpy(self.weight.astype(np.float64))
+        self._b = torch.from_numpy(self.bias.astype(np.int64)).view(1, -1, 1, 1)
+        self._m = torch.from_numpy(self.mult.astype(np.int64)).view(1, -1, 1, 1)
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[1] if self.transposed else self.weight.shape[0]
+
+    def abs_weight_sums(self) -> np.ndarray:
+        """Sum of |w| feeding each output channel (for transposed conv: per output phase, bounded by all)."""
+        w = np.abs(self.weight)
+        return w.sum(axis=(0, 2, 3)) if self.transposed else w.sum(axis=(1, 2, 3))
+
+    def accumulator_bound(self) -> int:
+        """Largest |acc| any input within [-in_max, in_max] can produce."""
+        return int((self.abs_weight_sums() * self.in_max + np.abs(self.bias)).max())
+
+    def check_bounds(self) -> None:
+        acc = self.accumulator_bound()
+        if acc >= ACC_LIMIT:
+            raise ValueError(f"accumulator bound {acc} exceeds 2^53")
+        if acc * int(np.abs(self.mult).max()) + (1 << self.shift) >= PRODUCT_LIMIT:
+            raise ValueError("requantization product exceeds int64")
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            return F.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
+                                      output_padding=self.output_padding)
+        return F.conv2d(x, w, stride=self.stride, padding=self.padding)
+
+    def _finish(self, acc: torch.Tensor) -> torch.Tensor:
+        acc = acc.add_(self._b)          # in place: these int64 passes are a large part of decode time
+        if self.relu:
+            acc.clamp_min_(0)
+        acc.mul_(self._m).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
+        return acc.clamp_(self.out_min, self.out_max)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """int64 (B,Cin,H,W) -> int64 (B,Cout,H',W'), exact."""
+        x = x.clamp(-self.in_max, self.in_max)
+        acc = self._conv(x.to(torch.float64), self._w64).to(torch.int64)
+        return self._finish(acc)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same layer with int64 arithmetic only (im2col + integer matmul); slow, for tests."""
+        x = x.clamp(-self.in_max, self.in_max).to(torch.int64)
+        w = torch.from_numpy(self.weight.astype(np.int64))
+        if self.transposed:
+            # transposed conv = zero-insertion, padding, and a stride-1 conv with the flipped kernel
+            b, c, h, wd = x.shape
+            k = w.shape[-1]
+            up = torch.zeros(b, c, (h - 1) * self.stride + 1, (wd - 1) * self.stride + 1, dtype=torch.int64)
+            up[:, :, ::self.stride, ::self.stride] = x
+            p = k - 1 - self.padding
+            up = F.pad(up, (p, p + self.output_padding, p, p + self.output_padding))
+            w = w.flip(-1, -2).transpose(0, 1)
+            stride, x = 1, up
+        else:
+            stride = self.stride
+            x = F.pad(x, (self.padding,) * 4)
+        k = w.shape[-1]
+        b, c, h, wd = x.shape
+        oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+        cols = x.unfold(2, k, stride).unfold(3, k, stride)            # (B,C,oh,ow,k,k)
+        cols = cols.permute(0, 2, 3, 1, 4, 5).reshape(b, oh * ow, c * k * k)
+        acc = cols @ w.reshape(w.shape[0], -1).T                      # int64 matmul
+        acc = acc.permute(0, 2, 1).reshape(b, -1, oh, ow)
+        return self._finish(acc)
+
+
+def quantize_layer(module: torch.nn.Module, relu: bool, s_in: float, s_out: np.ndarray, in_max: int,
+                   weight_bits: int = 16, out_bits: int = ACT_BITS) -> IntLayer:
+    """Fixed-point version of a Conv2d / ConvTranspose2d whose input has scale `s_in` (real = int*s_in)
+    and whose output should have per-channel scales `s_out`."""
+    transposed = isinstance(module, torch.nn.ConvTranspose2d)
+    w = module.weight.detach().double().numpy()
+    b = module.bias.detach().double().numpy()
+    qmax = (1 << (weight_bits - 1)) - 1
+    axes = (0, 2, 3) if transposed else (1, 2, 3)
+    s_w = np.maximum(np.abs(w).max(axis=axes), 1e-12) / qmax
+    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
+    w_int = np.round(w / s_w.reshape(shape)).astype(np.int64)
+    acc_scale = s_in * s_w
+    b_int = np.round(b / acc_scale).astype(np.int64)
+    ratio = acc_scale / np.broadcast_to(s_out, acc_scale.shape)
+    # pick the largest shift keeping multipliers below 2^24 (precision ~1e-7 relative)
+    shift = int(np.clip(np.floor(24 - np.log2(ratio.max())), 1, 62))
+    mult = np.round(ratio * 2.0 ** shift).astype(np.int64)
+    lo = 0 if relu else -(1 << (out_bits - 1))
+    layer = IntLayer(w_int, b_int, mult, shift, transposed, module.stride[0], module.padding[0],
+                     module.output_padding[0] if transposed else 0, relu, int(in_max), lo,
+                     (1 << (out_bits - 1)) - 1)
+    for _ in range(40):  # shrink the shift until the int64 product bound holds
+        try:
+            layer.check_bounds()
+            return layer
+        except ValueError:
+            if layer.accumulator_bound() >= ACC_LIMIT or layer.shift <= 1:
+                raise
+            layer.shift -= 1
+            layer.mult = np.round(ratio * 2.0 ** layer.shift).astype(np.int64)
+            layer.__post_init__()
+    raise ValueError("cannot quantize layer within bounds")
+
+
+def pow2_scale(max_abs: float, bits: int = ACT_BITS, headroom: float = 1.5) -> float:
+    """Power-of-two scale such that headroom * max_abs fits in a signed `bits` integer."""
+    limit = (1 << (bits - 1)) - 1
+    return 2.0 ** np.ceil(np.log2(max(max_abs * headroom, 1e-9) / limit))
+
+
+def layer_to_dict(layer: IntLayer) -> dict:
+    d = {k: getattr(layer, k) for k in ("weight", "bias", "mult")}
+    d["weight"] = d["weight"].astype(np.int8 if np.abs(d["weight"]).max() < 128 else np.int16)
+    d["meta"] = np.array([layer.shift, layer.transposed, layer.stride, layer.padding, layer.output_padding,
+                          layer.relu, layer.in_max, layer.out_min, layer.out_max], dtype=np.int64)
+    return d
+
+
+def layer_from_dict(d: dict) -> IntLayer:
+    m = [int(v) for v in d["meta"]]
+    return IntLayer(np.asarray(d["weight"], np.int64), np.asarray(d["bias"], np.int64),
+                    np.asarray(d["mult"], np.int64), m[0], bool(m[1]), m[2], m[3], m[4], bool(m[5]),
+                    m[6], m[7], m[8])

@@ -1,0 +1,126 @@
+"""Integer hyper-synthesis (means and log2 scales) and integer synthesis of the learned codec.
+
+Built once at export from the float network and activation ranges calibrated on training photos,
+stored in the model bundle as integers, and run with `IntLayer` (exact on every backend).
+
+Scales: the hyper-latent z enters as integers (scale 1); means come out at scale `s_mu`, log2 scales
+at `s_ls` (both powers of two, so converting to float64 is exact); the synthesis takes y_hat at
+scale `s_y` and produces Y'CbCr at scale 2^-14.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .fixedpoint import ACT_BITS, IntLayer, layer_from_dict, layer_to_dict, pow2_scale, quantize_layer
+
+OUT_SCALE = 2.0 ** -14
+IN_MAX = (1 << (ACT_BITS - 1)) - 1
+
+
+def conv_layers(seq: nn.Sequential) -> list[tuple[nn.Module, bool]]:
+    """(conv module, followed by ReLU) for every convolution of a Sequential."""
+    mods = list(seq)
+    return [(m, i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU))
+            for i, m in enumerate(mods) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def calibrate(seq: nn.Sequential, inputs: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per-channel max |output| (after ReLU) of every convolution of `seq` over `inputs`."""
+    layers = conv_layers(seq)
+    maxima: list[np.ndarray | None] = [None] * len(layers)
+    with torch.no_grad():
+        for x in inputs:
+            for i, (m, relu) in enumerate(layers):
+                pos = list(seq).index(m)
+                x = m(x)
+                a = (x.clamp_min(0) if relu else x).abs().amax(dim=(0, 2, 3)).double().numpy()
+                maxima[i] = a if maxima[i] is None else np.maximum(maxima[i], a)
+                if relu:
+                    x = list(seq)[pos + 1](x)
+    return maxima
+
+
+def quantize_sequence(seq: nn.Sequential, maxima: list[np.ndarray], s_in: float, in_max: int,
+                      last_scales: np.ndarray, weight_bits: int) -> tuple[list[IntLayer], list[float]]:
+    """Fixed-point layers for `seq` with per-tensor power-of-two activation scales."""
+    layers, scales = [], []
+    convs = conv_layers(seq)
+    for i, (m, relu) in enumerate(convs):
+        last = i == len(convs) - 1
+        s_out = last_scales if last else np.full(m.out_channels, pow2_scale(float(maxima[i].max())))
+        layers.append(quantize_layer(m, relu, s_in, s_out, in_max, weight_bits))
+        s_in, in_max = float(s_out[0]), IN_MAX
+        scales.append(s_in)
+    return layers, scales
+
+
+@dataclass
+class IntegerDecoderNets:
+    """Integer h_s and g_s with their input/output scales."""
+
+    h_s: list[IntLayer]
+    g_s: list[IntLayer]
+    s_mu: float
+    s_ls: float
+    s_y: float
+    weight_bits: int
+
+    @torch.inference_mode()
+    def entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means and log2 scales (float64, exact dyadic values) from integer z (Nz,hz,wz)."""
+        x = torch.from_numpy(np.clip(z, -IN_MAX, IN_MAX).astype(np.int64))[None]
+        for layer in self.h_s:
+            x = layer.forward(x)
+        out = x[0].numpy().astype(np.float64)
+        m = out.shape[0] // 2
+        return out[:m] * self.s_mu, out[m:] * self.s_ls
+
+    @torch.inference_mode()
+    def synthesize(self, y_hat: np.ndarray) -> np.ndarray:
+        """Y'CbCr float64 (3,H,W) at scale 2^-14 from y_hat (float64, rounded to the input grid)."""
+        x = torch.from_numpy(np.clip(np.round(y_hat / self.s_y), -IN_MAX, IN_MAX).astype(np.int64))[None]
+        for layer in self.g_s:
+            x = layer.forward(x)
+        return x[0].numpy().astype(np.float64) * OUT_SCALE
+
+    def layers(self) -> list[IntLayer]:
+        return self.h_s + self.g_s
+
+    def to_dict(self) -> dict:
+        d = {"scales": np.array([self.s_mu, self.s_ls, self.s_y]), "weight_bits": np.array(self.weight_bits)}
+        for name, layers in (("h_s", self.h_s), ("g_s", self.g_s)):
+            for i, layer in enumerate(layers):
+                for k, v in layer_to_dict(layer).items():
+                    d[f"{name}.{i}.{k}"] = v
+        return {k: torch.from_numpy(np.asarray(v)) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IntegerDecoderNets":
+        d = {k: v.numpy() for k, v in d.items()}
+        nets = {}
+        for name in ("h_s", "g_s"):
+            n = len({k.split(".")[1] for k in d if k.startswith(name + ".")})
+            nets[name] = [layer_from_dict({f: d[f"{name}.{i}.{f}"] for f in ("weight", "bias", "mult", "meta")})
+                          for i in range(n)]
+        s_mu, s_ls, s_y = (float(v) for v in d["scales"])
+        return cls(nets["h_s"], nets["g_s"], s_mu, s_ls, s_y, int(d["weight_bits"]))
+
+
+def build_integer_nets(net, z_samples: list[torch.Tensor], y_hat_samples: list[torch.Tensor],
+                       weight_bits: int = 16) -> IntegerDecoderNets:
+    """Quantize `net.h_s` and `net.g_s` from calibration inputs (quantized z and y_hat tensors)."""
+    h_max = calibrate(net.h_s, z_samples)
+    M = net.M
+    s_mu = pow2_scale(float(h_max[-1][:M].max()))
+    s_ls = pow2_scale(float(h_max[-1][M:].max()))
+    last_h = np.concatenate([np.full(M, s_mu), np.full(M, s_ls)])
+    h_layers, _ = quantize_sequence(net.h_s, h_max, 1.0, IN_MAX, last_h, weight_bits)
+
+    g_max = calibrate(net.g_s, y_hat_samples)
+    s_y = pow2_scale(max(float(y.abs().max()) for y in y_hat_samples))
+    g_layers, _ = quantize_sequence(net.g_s, g_max, s_y, IN_MAX, np.full(3, OUT_SCALE), weight_bits)
+    return IntegerDecoderNets(h_layers, g_layers, s_mu, s_ls, s_y, weight_bits)

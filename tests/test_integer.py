@@ -1,0 +1,102 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from codec.devices import compare_backends, pixel_sha256
+from codec.images import source_from_array
+from codec.integer.fixedpoint import ACC_LIMIT, PRODUCT_LIMIT
+from codec.model.quality import QMAX
+
+from .conftest import ROOT, sample_crop
+
+
+def all_layers(codec):
+    return [("h_s/g_s 16-bit", layer) for layer in codec.integer.layers()] + \
+           [("g_s 8-bit", layer) for layer in codec.g_s8]
+
+
+def test_every_layer_has_a_proven_bound(codec):
+    for name, layer in all_layers(codec):
+        acc = layer.accumulator_bound()
+        assert acc < ACC_LIMIT, name
+        assert acc * int(np.abs(layer.mult).max()) + (1 << layer.shift) < PRODUCT_LIMIT, name
+
+
+def test_float64_kernels_equal_int64_reference_at_extreme_inputs(codec):
+    gen = torch.Generator().manual_seed(0)
+    for name, layer in all_layers(codec):
+        cin = layer.weight.shape[0] if layer.transposed else layer.weight.shape[1]
+        # worst-case inputs: every value at +-in_max, plus random ones
+        x = torch.randint(0, 2, (1, cin, 6, 7), generator=gen) * 2 - 1
+        x = x * layer.in_max
+        x[..., :3, :] = torch.randint(-layer.in_max, layer.in_max + 1, (1, cin, 3, 7), generator=gen)
+        assert torch.equal(layer.forward(x.clone()), layer.reference_forward(x.clone())), name
+
+
+def test_integer_decoder_matches_float_closely(codec):
+    src = source_from_array(sample_crop(64, 96))
+    an = codec.analyze(src)
+    f = codec.reconstruct(an, QMAX // 2, backend="float")
+    i = codec.reconstruct(an, QMAX // 2, backend="integer")
+    assert np.abs(f - i).max() * 1023 < 4       # 16-bit weights/activations: within a few 10-bit steps
+    assert not np.array_equal(f, i)              # and it is a different (fixed-point) computation
+
+
+def _encode_small(tmp_path, codec):
+    p = tmp_path / "s.bln"
+    src = source_from_array(sample_crop(64, 96))
+    p.write_bytes(codec.encode(codec.analyze(src), QMAX // 2).data)
+    return p
+
+
+def test_one_hash_across_threads_and_instruction_sets(tmp_path, codec):
+    p = _encode_small(tmp_path, codec)
+    report = compare_backends(str(p), threads=2, subprocesses=True)
+    ints = [r for r in report.rows if r.decoder == "integer"]
+    assert len(ints) == 5 and len({r.sha256 for r in ints}) == 1
+    assert all(r.mismatches == 0 and r.max_diff == 0 for r in ints)
+    floats = [r for r in report.rows if r.decoder == "float"]
+    assert all(r.scale_index_mismatches is not None for r in floats)
+
+
+ENCODE_IN_SUBPROCESS = """
+import sys, hashlib, numpy as np, torch
+sys.path.insert(0, {root!r})
+from codec.engine import LearnedCodec
+from codec.images import source_from_array
+from codec.model.quality import QMAX
+from tests.conftest import sample_crop
+torch.set_num_threads(1)
+c = LearnedCodec.load()
+data = c.encode(c.analyze(source_from_array(sample_crop(64, 96))), QMAX // 3).data
+open({out!r}, "wb").write(data)
+print(hashlib.sha256(np.ascontiguousarray(c.decode(data).pixels).tobytes()).hexdigest())
+"""
+
+
+def test_bitstream_from_another_configuration_decodes_exactly(tmp_path, codec):
+    out = tmp_path / "other.bln"
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    r = subprocess.run([sys.executable, "-c", ENCODE_IN_SUBPROCESS.format(root=str(ROOT), out=str(out))],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    their_hash = r.stdout.strip().splitlines()[-1]
+    torch.set_num_threads(2)
+    assert pixel_sha256(codec.decode(out.read_bytes()).pixels) == their_hash
+
+
+def test_devices_cli_writes_and_compares_reports(tmp_path, codec, capsys):
+    from codec.cli import main
+    p = _encode_small(tmp_path, codec)
+    rep = tmp_path / "r.json"
+    assert main(["devices", str(p), "--no-subprocess", "--json", str(rep)]) == 0
+    d = json.loads(rep.read_text())
+    assert {"platform", "cpu", "torch"} <= set(d["machine"]) and d["model_id"] == codec.model_id
+    capsys.readouterr()
+    assert main(["devices", str(p), "--no-subprocess", "--compare", str(rep)]) == 0
+    assert "integer decoder identical" in capsys.readouterr().out
