@@ -120,14 +120,13 @@ def _read(path: str) -> bytes:
 def _encode(args) -> int:
     from .engine import LearnedCodec
     from .images import load_image, write_atomic
+    from .bitalloc import load_map
     from .pipeline import encode_image
 
     if args.output and len(args.images) > 1:
         raise BitlensError("-o takes one input image; use --out-dir for several")
     if args.out_dir and not os.path.isdir(args.out_dir):
         raise BitlensError(f"{args.out_dir}: output folder does not exist")
-    if args.map or args.auto_map:
-        raise BitlensError("step-offset maps (--map/--auto-map) are not available in this build yet")
     codec = LearnedCodec.load()
     results = []
     for path in args.images:
@@ -135,8 +134,9 @@ def _encode(args) -> int:
         for w in src.warnings:
             sys.stderr.write(f"bitlens: warning: {w}\n")
         out = args.output or os.path.join(args.out_dir, Path(path).stem + ".bln")
+        kmap = load_map(args.map, src.height, src.width) if args.map else None
         rep = encode_image(codec, src, target_bpp=args.bpp, quality=args.quality, method=args.method,
-                           tolerance=args.tolerance, closest=args.closest)
+                           tolerance=args.tolerance, closest=args.closest, kmap=kmap, auto_map=args.auto_map)
         write_atomic(out, lambda f: f.write(rep.encoded.data))
         results.append(dict(input=path, output=out, **rep.as_dict(), width=src.width, height=src.height,
                             model_id=codec.model_id, warnings=src.warnings))

@@ -53,6 +53,8 @@ class DeviceReport:
     model_id: int
     bitstream_sha256: str
     rows: list[BackendRow] = field(default_factory=list)
+    # decoded pixels per row index, kept only when asked (`keep_pixels`): the GUI's mismatch heatmap
+    pixels: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict:
         return dict(machine=self.machine, model_id=self.model_id, bitstream_sha256=self.bitstream_sha256,
@@ -60,6 +62,32 @@ class DeviceReport:
 
     def integer_hashes(self) -> set[str]:
         return {r.sha256 for r in self.rows if r.decoder == "integer"}
+
+    def float_hashes(self) -> set[str]:
+        return {r.sha256 for r in self.rows if r.decoder == "float"}
+
+    def reference_index(self, decoder: str) -> int:
+        """Index of the row every other row of this decoder was compared with (its first row)."""
+        return next(i for i, r in enumerate(self.rows) if r.decoder == decoder)
+
+    def mismatch_map(self, index: int, against: int | None = None) -> np.ndarray:
+        """Per-pixel max difference of row `index` against row `against` (default: the reference row
+        of the same decoder); needs a report made with `keep_pixels=True`."""
+        against = self.reference_index(self.rows[index].decoder) if against is None else against
+        if index not in self.pixels or against not in self.pixels:
+            raise BitlensError("this report has no decoded pixels (made without keep_pixels)")
+        return mismatch_map(self.pixels[index], self.pixels[against])
+
+    def summary(self) -> dict:
+        """Distinct hashes per decoder and whether the integer decoder was bit-exact everywhere."""
+        n_int = sum(r.decoder == "integer" for r in self.rows)
+        n_float = sum(r.decoder == "float" for r in self.rows)
+        return dict(integer_configs=n_int, integer_hashes=len(self.integer_hashes()),
+                    float_configs=n_float, float_hashes=len(self.float_hashes()),
+                    integer_bit_exact=n_int > 0 and len(self.integer_hashes()) == 1,
+                    float_max_diff=max((r.max_diff for r in self.rows if r.decoder == "float"), default=0),
+                    float_mismatching_pixels=max((r.mismatches for r in self.rows if r.decoder == "float"),
+                                                 default=0))
 
 
 def machine_info() -> dict:
@@ -155,8 +183,10 @@ def _subprocess_decode(path: str, capability: str, threads: int, timeout: float 
 
 
 def compare_backends(path: str, threads: int | None = None, subprocesses: bool = True,
-                     progress=None) -> DeviceReport:
-    """Decode the bitstream at `path` on every configuration available here."""
+                     progress=None, keep_pixels: bool = False, should_stop=None) -> DeviceReport:
+    """Decode the bitstream at `path` on every configuration available here (`keep_pixels`: keep each
+    row's decoded pixels in `report.pixels`; `should_stop()`: checked between configurations, stops
+    early with the rows done so far)."""
     try:
         data = open(path, "rb").read()
     except OSError as exc:
@@ -167,9 +197,36 @@ def compare_backends(path: str, threads: int | None = None, subprocesses: bool =
     results: list[tuple[str, str, dict]] = []
 
     def note(msg):
+        if should_stop is not None and should_stop():
+            raise _Stopped
         if progress:
             progress(msg)
 
+    try:
+        _run_configs(path, data, codec, n, subprocesses, results, note)
+    except _Stopped:
+        pass
+    report = DeviceReport(machine_info(), bs.model_id, hashlib.sha256(data).hexdigest())
+    refs = {}
+    for config, dec, r in results:
+        ref = refs.setdefault(dec, r)
+        diff = np.abs(r["pixels"].astype(np.int16) - ref["pixels"].astype(np.int16))
+        px = diff.reshape(diff.shape[0], diff.shape[1], -1).max(axis=2)
+        report.rows.append(BackendRow(config, dec, pixel_sha256(r["pixels"]), round(r["seconds"], 4),
+                                      int((px > 0).sum()), int(diff.max()),
+                                      float(np.abs(r["ycc"] - ref["ycc"]).max() * 1023),
+                                      r["scale_mismatches"]))
+        if keep_pixels:
+            report.pixels[len(report.rows) - 1] = r["pixels"]
+    return report
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
+    """Decode on every configuration, appending (config, decoder, result) to `results`."""
     for dec in DECODERS:
         for t in (1, n):
             note(f"{dec} decoder, {t} thread(s)")
@@ -189,17 +246,6 @@ def compare_backends(path: str, threads: int | None = None, subprocesses: bool =
                 results.append((label, dec, dict(pixels=r[f"{dec}_pixels"], ycc=r[f"{dec}_ycc"],
                                                  seconds=float(r[f"{dec}_meta"][0]),
                                                  scale_mismatches=None if sm < 0 else sm)))
-    report = DeviceReport(machine_info(), bs.model_id, hashlib.sha256(data).hexdigest())
-    refs = {}
-    for config, dec, r in results:
-        ref = refs.setdefault(dec, r)
-        diff = np.abs(r["pixels"].astype(np.int16) - ref["pixels"].astype(np.int16))
-        px = diff.reshape(diff.shape[0], diff.shape[1], -1).max(axis=2)
-        report.rows.append(BackendRow(config, dec, pixel_sha256(r["pixels"]), round(r["seconds"], 4),
-                                      int((px > 0).sum()), int(diff.max()),
-                                      float(np.abs(r["ycc"] - ref["ycc"]).max() * 1023),
-                                      r["scale_mismatches"]))
-    return report
 
 
 def mismatch_map(report_pixels_a: np.ndarray, report_pixels_b: np.ndarray) -> np.ndarray:

@@ -32,6 +32,18 @@ def psnr_yuv(a: np.ndarray, b: np.ndarray, peak: float = 1023.0) -> float:
     return math.inf if e == 0 else 10 * math.log10(peak ** 2 / e)
 
 
+def region_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray, peak: float = 1023.0) -> float:
+    """PSNR over the pixels where `mask` is true (e.g. a painted region); nan for an empty mask."""
+    mask = np.asarray(mask, dtype=bool)
+    if a.shape != b.shape or mask.shape != a.shape:
+        raise BitlensError(f"cannot compare planes of shape {a.shape} and {b.shape} in a region of shape {mask.shape}")
+    n = int(mask.sum())
+    if n == 0:
+        return math.nan
+    e = float(np.sum((a[mask].astype(np.float64) - b[mask].astype(np.float64)) ** 2) / n)
+    return math.inf if e == 0 else 10 * math.log10(peak ** 2 / e)
+
+
 def block_psnr(a: np.ndarray, b: np.ndarray, block: int = 16, peak: float = 1023.0) -> np.ndarray:
     """PSNR-Y of every block x block tile (partial tiles at the edges included); capped at 100 dB."""
     h, w = a.shape

@@ -25,6 +25,8 @@ class EncodeReport:
     method: str | None
     trace: list[tuple[int, float]]
     match_seconds: float
+    kmap: np.ndarray | None = None
+    map_seconds: float = 0.0
 
     @property
     def bpp(self) -> float:
@@ -42,26 +44,43 @@ class EncodeReport:
                     quality=self.quality, q_code=self.encoded.q_code, method=self.method,
                     iterations=len(self.trace), match_seconds=self.match_seconds,
                     encode_seconds=self.encode_seconds, decode_seconds=self.decoded.seconds,
-                    trace=[[int(q), float(b)] for q, b in self.trace], psnr_y=self.psnr_y)
+                    trace=[[int(q), float(b)] for q, b in self.trace], psnr_y=self.psnr_y,
+                    map_range=[int(self.encoded.kmap.min()), int(self.encoded.kmap.max())],
+                    map_seconds=self.map_seconds)
+
+    def cell_bits(self, codec: LearnedCodec, source: SourceImage) -> np.ndarray:
+        """Bits spent per latent cell (16x16 pixels), from the exact size computation."""
+        return codec.cell_bits(codec.analyze(source), self.encoded.q_code, self.encoded.kmap)
 
 
 def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float | None = None,
                  quality: float | None = None, method: str = "fast", tolerance: float = 0.01,
-                 closest: bool = False, kmap: np.ndarray | None = None) -> EncodeReport:
-    """Encode at `target_bpp` through the rate matcher, or at a fixed `quality` (0..100)."""
+                 closest: bool = False, kmap: np.ndarray | None = None, auto_map: str | None = None,
+                 backend: str = "integer") -> EncodeReport:
+    """Encode at `target_bpp` through the rate matcher, or at a fixed `quality` (0..100), with an
+    optional step-offset map (given, or computed by `auto_map`: rdo, vvc, variance)."""
     if (target_bpp is None) == (quality is None):
         raise BitlensError("give exactly one of a target bpp or a quality")
     t0 = time.perf_counter()
+    an, map_s = None, 0.0
+    if auto_map is not None:
+        from .bitalloc import auto_map as make_map
+        if target_bpp is None and auto_map != "variance":
+            raise BitlensError(f"--auto-map {auto_map} needs a target bpp")
+        an = codec.analyze(source)
+        kmap = make_map(auto_map, codec, source, target_bpp, an, tolerance)
+        map_s = time.perf_counter() - t0
     if target_bpp is not None:
-        m = match_rate(codec, source, target_bpp, method, tolerance, closest, kmap)
+        m = match_rate(codec, source, target_bpp, method, tolerance, closest, kmap,
+                       analysis=an if method == "fast" else None)
         enc, trace, match_s = m.encoded, m.trace, m.seconds
     else:
         try:
             q = quality_to_code(quality)
         except ValueError as exc:
             raise BitlensError(str(exc)) from None
-        enc, trace, match_s = codec.encode(codec.analyze(source), q, kmap), [], 0.0
+        enc, trace, match_s = codec.encode(an or codec.analyze(source), q, kmap), [], 0.0
     enc_s = time.perf_counter() - t0
-    dec = codec.decode(enc.data)
+    dec = codec.decode(enc.data, backend)
     return EncodeReport(enc, dec, psnr(source.y10(), dec.y10), enc_s, target_bpp,
-                        method if target_bpp is not None else None, trace, match_s)
+                        method if target_bpp is not None else None, trace, match_s, enc.kmap, map_s)

@@ -1,0 +1,72 @@
+"""Our codec on Kodak at the CTC rates: mean bpp, PSNR-Y, encode and decode seconds, BD-rate vs VVenC.
+
+Ours: fast rate matcher, integer decoder, on --threads cores. VVenC: medium preset, 10-bit 4:2:0,
+-qpa 0, rate-matched to the closest rate not above each target (cached on disk by codec.anchors).
+Encode time is timed separately at a fixed quality (one analysis + coding) as well as with matching.
+
+    python benchmarks/kodak_rd.py [--limit N] [--markdown docs/kodak_rd.md]
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from _common import CTC, emit, images, parser
+
+from codec.anchors import match_anchor
+from codec.engine import LearnedCodec
+from codec.images import load_image
+from codec.metrics import bd_rate
+from codec.model.quality import QMAX
+from codec.pipeline import encode_image
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--no-vvc", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    codec = LearnedCodec.load()
+    paths = images(args)
+    ours = {t: [] for t in CTC}     # (bpp, psnr, encode s incl. matching, decode s)
+    vvc = {t: [] for t in CTC}
+    fixed = []                      # (encode s, decode s) at a fixed quality
+    bd = []
+    t_all = time.perf_counter()
+    for path in paths:
+        src = load_image(path)
+        t0 = time.perf_counter()
+        enc = codec.encode(codec.analyze(src), QMAX // 2)
+        enc_s = time.perf_counter() - t0
+        fixed.append((enc_s, codec.decode(enc.data).seconds))
+        for t in CTC:
+            r = encode_image(codec, src, target_bpp=t)
+            ours[t].append((r.bpp, r.psnr_y, r.encode_seconds, r.decoded.seconds))
+            if not args.no_vvc:
+                a = match_anchor("vvc", src, t)
+                vvc[t].append((a.bpp, a.psnr_y, a.encode_seconds))
+        if not args.no_vvc:
+            bd.append(bd_rate([v[-1][0] for v in vvc.values()], [v[-1][1] for v in vvc.values()],
+                              [o[-1][0] for o in ours.values()], [o[-1][1] for o in ours.values()]))
+    lines = [f"Kodak ({len(paths)} images), {args.threads} threads, model {codec.name}", "",
+             "| target | ours bpp | ours PSNR-Y | ours encode s (matched) | ours decode s | VVenC bpp | VVenC PSNR-Y | VVenC encode s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in CTC:
+        o = np.array(ours[t])
+        v = np.array(vvc[t]) if vvc[t] else np.full((1, 3), np.nan)
+        lines.append(f"| {t} | {o[:, 0].mean():.4f} | {o[:, 1].mean():.2f} | {o[:, 2].mean():.2f} | "
+                     f"{o[:, 3].mean():.2f} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.2f} | {v[:, 2].mean():.2f} |")
+    f = np.array(fixed)
+    lines += ["", f"fixed quality (one analysis + range coding): encode {f[:, 0].mean():.3f} s, "
+                  f"integer decode {f[:, 1].mean():.3f} s (mean over images)"]
+    if bd:
+        lines.append(f"BD-rate vs VVenC (PSNR-Y, per-image mean): {np.mean(bd):+.1f}% "
+                     f"(median {np.median(bd):+.1f}%, range {np.min(bd):+.1f}% .. {np.max(bd):+.1f}%)")
+    lines.append(f"wall time {time.perf_counter() - t_all:.0f} s")
+    emit(lines, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Rate matching: fast (exact size estimation) vs bisection (full encode per trial), in one run.
+
+For every image and CTC target both matchers encode; the table gives mean trials, mean seconds,
+the speedup ratio and the worst relative rate error, per target and overall.
+
+    python benchmarks/ratematch.py [--limit N] [--markdown docs/ratematch.md]
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from _common import CTC, emit, images, parser
+
+from codec.engine import LearnedCodec
+from codec.images import load_image
+from codec.ratematch import match_rate
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--tolerance", type=float, default=0.01)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    codec = LearnedCodec.load()
+    rows = []   # (target, method, trials, seconds, rel error, within)
+    t_all = time.perf_counter()
+    for path in images(args):
+        src = load_image(path)
+        for t in CTC:
+            for method in ("fast", "bisection"):
+                r = match_rate(codec, src, t, method, args.tolerance)
+                err = (r.bpp - t) / t
+                rows.append((t, method, r.iterations, r.seconds, err, -args.tolerance <= err <= 0))
+    a = np.array([(t, m == "fast", n, s, e, ok) for t, m, n, s, e, ok in rows], dtype=float)
+    lines = [f"Rate matching on {len(images(args))} images, tolerance {args.tolerance:.0%} below target, "
+             f"{args.threads} threads, torch {torch.__version__}",
+             "",
+             "| target bpp | fast trials | bisection trials | fast s | bisection s | speedup | max abs rel err fast | max abs rel err bisection | all within |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for t in list(CTC) + [None]:
+        sel = a if t is None else a[a[:, 0] == t]
+        f, b = sel[sel[:, 1] == 1], sel[sel[:, 1] == 0]
+        lines.append(f"| {'all' if t is None else t} | {f[:, 2].mean():.2f} | {b[:, 2].mean():.2f} | "
+                     f"{f[:, 3].mean():.3f} | {b[:, 3].mean():.3f} | {b[:, 3].sum() / f[:, 3].sum():.1f}x | "
+                     f"{np.abs(f[:, 4]).max():.4f} | {np.abs(b[:, 4]).max():.4f} | "
+                     f"{'yes' if sel[:, 5].all() else 'NO'} |")
+    lines += ["", f"wall time {time.perf_counter() - t_all:.0f} s"]
+    emit(lines, args)
+
+
+if __name__ == "__main__":
+    main()
