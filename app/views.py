@@ -80,6 +80,8 @@ class Panel:
         self.shown: np.ndarray | None = None
 
     def set_pixels(self, pixels: np.ndarray | None) -> None:
+        if pixels is self.shown and pixels is not None:
+            return          # the same array: nothing to upload or repaint
         self.shown = pixels
         if pixels is None:
             self.image.clear()
@@ -87,7 +89,8 @@ class Panel:
             self.image.setImage(pixels, levels=(0, 255), autoLevels=False)
 
     def set_title(self, text: str) -> None:
-        self.label.setText(text)
+        if text != self.label.text:
+            self.label.setText(text)
 
 
 class ComparisonViews(pg.GraphicsLayoutWidget):
@@ -147,7 +150,8 @@ class ComparisonViews(pg.GraphicsLayoutWidget):
                 self.wipe_line.setValue(self.wipe_pos * new[1])
         self.render()
 
-    def clear(self) -> None:
+    def clear_all(self) -> None:
+        """Remove every image and overlay (`clear` is pyqtgraph's: it would remove the panels)."""
         for n in PANELS:
             self.images[n] = None
         self.size_hw = None

@@ -67,6 +67,7 @@ class Job(QRunnable):
         self.cancelled = True
 
     def run(self) -> None:
+        _lower_priority()
         try:
             result = self.fn(self)
         except Cancelled:
@@ -82,6 +83,22 @@ class Job(QRunnable):
                 self.signals.finished.emit(result)
         finally:
             self.signals.done.emit(self)
+
+
+WORKER_NICE = 5
+
+
+def _lower_priority() -> None:
+    """Run worker threads a little below the GUI thread (Linux: per-thread nice), so that on a busy
+    machine the event loop gets the CPU first. Best effort; silently skipped where unsupported."""
+    try:
+        import os
+        import threading
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < WORKER_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+    except (AttributeError, OSError):
+        pass
 
 
 class _Registry(QObject):

@@ -14,14 +14,14 @@ import torch
 
 from .color import to_10bit, to_8bit, ycbcr_to_rgb
 from .entropy import coder, offsetmap
-from .entropy.bitstream import Bitstream, BitstreamError, _varint
-from .entropy.tables import PREC_BITS, FreqTable
+from .entropy.bitstream import Bitstream, BitstreamError, varint
+from .entropy.tables import FreqTable
 from .errors import BitlensError
 from .images import SourceImage
-from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
-from .model.quality import QMAX, Q16, log2_step_grid_q16, step_from_log2_q16
 from .integer.fixedpoint import layer_from_dict
 from .integer.networks import IntegerDecoderNets
+from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
+from .model.quality import Q16, QMAX, log2_step_grid_q16, step_from_log2_q16
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
 
 BACKENDS = ("integer", "integer8", "float")
@@ -134,9 +134,7 @@ class LearnedCodec:
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
         """Ideal y bits spent in each latent cell (h, w): the bits heatmap."""
         s, rows, _, _ = self.symbols(an, q_code, kmap)
-        sym, is_esc = coder._split(s.ravel(), rows.ravel(), self.y_table)
-        cost = PREC_BITS - np.log2(self.y_table.freq[self.y_table.start[rows.ravel()] + sym].astype(np.float64))
-        return cost.reshape(s.shape).sum(axis=0)
+        return coder.symbol_bits(s, rows, self.y_table).sum(axis=0)
 
     def encode(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> Encoded:
         """Range-code the image at this quality and map into a complete bitstream."""
@@ -243,10 +241,10 @@ class LearnedCodec:
 
     def _container_bytes(self, an: Analysis, map_data: bytes | None, y_bytes: int) -> int:
         src = an.source
-        n = 4 + 3 + 2 + len(_varint(src.width)) + len(_varint(src.height)) + 4
+        n = 4 + 3 + 2 + len(varint(src.width)) + len(varint(src.height)) + 4
         if map_data is not None:
-            n += len(_varint(len(map_data))) + len(map_data)
-        return n + len(_varint(len(an.z_data))) + len(an.z_data) + len(_varint(y_bytes)) + y_bytes
+            n += len(varint(len(map_data))) + len(map_data)
+        return n + len(varint(len(an.z_data))) + len(an.z_data) + len(varint(y_bytes)) + y_bytes
 
 
 def decode_bitstream(data: bytes, backend: str = "integer") -> Decoded:

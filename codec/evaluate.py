@@ -151,10 +151,8 @@ def evaluate_image(image_id: str, path: str, out_dir: str, cfg: EvalConfig,
                 if codec == "ours":
                     from .pipeline import encode_image
                     rep = encode_image(_learned_codec(), src, target_bpp=t, method=cfg.method,
-                                       tolerance=cfg.tolerance, closest=cfg.closest)
+                                       tolerance=cfg.tolerance, closest=cfg.closest, backend=cfg.backend)
                     dec = rep.decoded
-                    if cfg.backend != "integer":   # the pipeline decodes with the default backend
-                        dec = _learned_codec().decode(rep.encoded.data, cfg.backend)
                     data, pixels, rec_y10, ext = rep.encoded.data, dec.pixels, dec.y10, ".bln"
                     extra = dict(quality=rep.quality, trials=len(rep.trace), encode_seconds=rep.encode_seconds,
                                  psnr_y=psnr(y10, dec.y10), cached=False)

@@ -1,7 +1,7 @@
 """Workbench sessions and exported reports, Qt-free so scripts can read and write them too.
 
 A session is one `.npz` file (no pickles): a JSON header (`meta`: format version, image path, target
-bpp, whether the painted map was applied, free-form settings) plus arrays: the painted map at image
+bpp, whether the painted map was applied, the rate matcher's trials, free-form settings) plus arrays: the painted map at image
 resolution (`painted`, float32), the integer step-offset map of the last encode (`kmap`) and that
 encode's bitstream (`bitstream`, uint8). Written atomically through `codec.images.write_atomic`.
 
@@ -36,11 +36,13 @@ class Session:
     map_applied: bool = False                # the last encode used the painted map
     bitstream: bytes | None = None           # the last encode
     settings: dict = field(default_factory=dict)
+    trace: list = field(default_factory=list)   # rate matcher trials of the last encode [(q, bpp)]
 
 
 def save_session(path: str | os.PathLike, s: Session) -> None:
     meta = dict(format=SESSION_FORMAT, kind="bitlens-session", image_path=s.image_path, target_bpp=s.target_bpp,
-                map_applied=bool(s.map_applied), settings=s.settings)
+                map_applied=bool(s.map_applied), settings=s.settings,
+                trace=[[int(q), float(b)] for q, b in s.trace])
     arrays = dict(meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     if s.painted is not None:
         arrays["painted"] = np.asarray(s.painted, dtype=np.float32)
@@ -76,7 +78,8 @@ def load_session(path: str | os.PathLike) -> Session:
                    None if "kmap" not in arrays else arrays["kmap"].astype(np.int64),
                    bool(meta.get("map_applied", False)),
                    None if "bitstream" not in arrays else arrays["bitstream"].tobytes(),
-                   dict(meta.get("settings") or {}))
+                   dict(meta.get("settings") or {}),
+                   [(int(q), float(b)) for q, b in meta.get("trace") or []])
 
 
 # ------------------------------------------------------------------------------------------ reports

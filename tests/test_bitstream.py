@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from codec.engine import decode_bitstream
-from codec.entropy.bitstream import Bitstream, BitstreamError, _varint
+from codec.entropy.bitstream import Bitstream, BitstreamError, varint
 from codec.errors import BitlensError
 from codec.images import source_from_array
 from codec.model.quality import QMAX
@@ -35,7 +35,7 @@ def test_foreign_files(data, message):
 
 
 def test_absurd_size_is_rejected_before_allocating():
-    head = b"BLNS" + bytes([1, 0, 1]) + (100).to_bytes(2, "little") + _varint(30000) + _varint(30000)
+    head = b"BLNS" + bytes([1, 0, 1]) + (100).to_bytes(2, "little") + varint(30000) + varint(30000)
     with pytest.raises(BitstreamError, match="impossible image size"):
         Bitstream.unpack(head + bytes(20))
 

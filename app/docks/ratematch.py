@@ -24,10 +24,14 @@ class RateMatchDock(QDockWidget):
         lay.addWidget(self.text)
         self.setWidget(w)
         self.trace: list[tuple[int, float]] = []
+        self._target: float | None = None
 
     def show_trace(self, trace, target: float | None, tolerance: float = 0.01) -> None:
         """Plot (quality code, bpp) trials in order, with the target and the tolerance band."""
-        self.trace = [(int(q), float(b)) for q, b in trace]
+        trace = [(int(q), float(b)) for q, b in trace]
+        if trace and (trace, target) == (self.trace, self._target):
+            return          # unchanged: no replot (an axis re-layout is a noticeable paint)
+        self.trace, self._target = trace, target
         self.plot.clear()
         if not self.trace:
             self.text.setText("no rate matching (fixed quality or a bitstream from disk)")

@@ -45,9 +45,9 @@ class Bitstream:
         flags = (FLAG_GRAY if self.grayscale else 0) | (FLAG_MAP if self.map_data is not None else 0)
         out = bytearray(MAGIC)
         out += bytes([VERSION, flags, self.model_id]) + self.q_code.to_bytes(2, "little")
-        out += _varint(self.width) + _varint(self.height)
+        out += varint(self.width) + varint(self.height)
         for part in ([self.map_data] if self.map_data is not None else []) + [self.z_data, self.y_data]:
-            out += _varint(len(part)) + part
+            out += varint(len(part)) + part
         out += zlib.crc32(out).to_bytes(4, "little")
         return bytes(out)
 
@@ -80,7 +80,7 @@ class Bitstream:
         return cls(width, height, model_id, q_code, bool(flags & FLAG_GRAY), map_data, z_data, y_data, version)
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     out = bytearray()
     while True:
         b = n & 0x7F

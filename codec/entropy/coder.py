@@ -43,16 +43,21 @@ def _groups(rows: np.ndarray, n_rows: int) -> list[tuple[int, np.ndarray]]:
     return [(j, order[bounds[j]:bounds[j + 1]]) for j in range(n_rows) if bounds[j + 1] > bounds[j]]
 
 
-def coded_bits(values: np.ndarray, rows: np.ndarray, table: FreqTable) -> float:
-    """Ideal code length in bits of `values` (incl. escape payloads), the real coder's length to a word."""
+def symbol_bits(values: np.ndarray, rows: np.ndarray, table: FreqTable) -> np.ndarray:
+    """Ideal code length in bits of every symbol (escape payloads included), shaped like `values`."""
+    shape = values.shape
     values, rows = values.ravel().astype(np.int64), rows.ravel().astype(np.int64)
     sym, is_esc = _split(values, rows, table)
-    flat = table.start[rows] + sym
-    bits = float(np.sum(PREC_BITS - np.log2(table.freq[flat].astype(np.float64))))
+    bits = PREC_BITS - np.log2(table.freq[table.start[rows] + sym].astype(np.float64))
     if is_esc.any():
         nb = _bit_length(_zigzag(values[is_esc]))
-        bits += float(np.sum(6 + CHUNK_BITS * -(-nb // CHUNK_BITS)))
-    return bits
+        bits[is_esc] += 6 + CHUNK_BITS * -(-nb // CHUNK_BITS)
+    return bits.reshape(shape)
+
+
+def coded_bits(values: np.ndarray, rows: np.ndarray, table: FreqTable) -> float:
+    """Ideal code length in bits of `values`: the real coder's length to within a word."""
+    return float(symbol_bits(values, rows, table).sum())
 
 
 def estimate_bytes(bits: float) -> int:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every measurement in docs/, in one go, on the shipped model (2 cores; takes about 40 minutes;
+# VVenC results come from the anchor cache after the first run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+mkdir -p docs runs
+$PY benchmarks/kodak_rd.py --markdown docs/kodak_rd.md
+$PY benchmarks/ratematch.py --markdown docs/ratematch.md
+$PY benchmarks/integer_decoder.py --markdown docs/integer_decoder.md
+$PY benchmarks/bitalloc.py --markdown docs/bitalloc.md
+/usr/bin/time -f "eval wall time %e s" $PY -m codec.cli eval ../shared/data/kodak --codecs ours,vvc,hevc,jpeg \
+    --out runs/eval-kodak --jobs 2 2> >(tee runs/eval-kodak.log >&2)
