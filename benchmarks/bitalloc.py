@@ -15,6 +15,7 @@ import torch
 from _common import emit, images, parser
 
 from codec.engine import LearnedCodec
+from codec.errors import BitlensError
 from codec.images import load_image
 from codec.pipeline import encode_image
 
@@ -34,7 +35,10 @@ def main() -> None:
     for path in paths:
         src = load_image(path)
         for t in TARGETS:
-            flat = encode_image(codec, src, target_bpp=t)
+            try:
+                flat = encode_image(codec, src, target_bpp=t)
+            except BitlensError:
+                continue
             for m in maps:
                 r = encode_image(codec, src, target_bpp=t, auto_map=m)
                 ok = 0.99 * t <= r.bpp <= t and 0.99 * t <= flat.bpp <= t
@@ -46,10 +50,12 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for m in maps:
         for t in TARGETS:
+            if not res.get((m, t)):
+                continue
             a = np.array(res[(m, t)], dtype=float)
             lines.append(f"| {m} | {t} | {a[:, 0].mean():+.3f} | {a[:, 0].max():+.3f} | {a[:, 0].min():+.3f} | "
                          f"{a[:, 1].mean():.2f} | {int(a[:, 2].sum())}/{len(a)} |")
-        a = np.concatenate([np.array(res[(m, t)], dtype=float) for t in TARGETS])
+        a = np.concatenate([np.array(res.get((m, t), []), dtype=float).reshape(-1, 3) for t in TARGETS])
         lines.append(f"| {m} | all | {a[:, 0].mean():+.3f} | {a[:, 0].max():+.3f} | {a[:, 0].min():+.3f} | "
                      f"{a[:, 1].mean():.2f} | {int(a[:, 2].sum())}/{len(a)} |")
     lines.append(f"\nwall time {time.perf_counter() - t_all:.0f} s")

@@ -8,6 +8,7 @@ Encode time is timed separately at a fixed quality (one analysis + coding) as we
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from _common import CTC, emit, images, parser
 
 from codec.anchors import match_anchor
 from codec.engine import LearnedCodec
+from codec.errors import BitlensError
 from codec.images import load_image
 from codec.metrics import bd_rate
 from codec.model.quality import QMAX
@@ -34,6 +36,7 @@ def main() -> None:
     vvc = {t: [] for t in CTC}
     fixed = []                      # (encode s, decode s) at a fixed quality
     bd = []
+    failures = []
     t_all = time.perf_counter()
     for path in paths:
         src = load_image(path)
@@ -41,22 +44,31 @@ def main() -> None:
         enc = codec.encode(codec.analyze(src), QMAX // 2)
         enc_s = time.perf_counter() - t0
         fixed.append((enc_s, codec.decode(enc.data).seconds))
+        mine, theirs = [], []
         for t in CTC:
-            r = encode_image(codec, src, target_bpp=t)
-            ours[t].append((r.bpp, r.psnr_y, r.encode_seconds, r.decoded.seconds))
+            try:
+                r = encode_image(codec, src, target_bpp=t)
+            except BitlensError as exc:   # a target outside the model's range on this image
+                failures.append(f"{os.path.basename(path)} @ {t}: {exc}")
+            else:
+                ours[t].append((r.bpp, r.psnr_y, r.encode_seconds, r.decoded.seconds))
+                mine.append((r.bpp, r.psnr_y))
             if not args.no_vvc:
                 a = match_anchor("vvc", src, t)
                 vvc[t].append((a.bpp, a.psnr_y, a.encode_seconds))
+                theirs.append((a.bpp, a.psnr_y))
         if not args.no_vvc:
-            bd.append(bd_rate([v[-1][0] for v in vvc.values()], [v[-1][1] for v in vvc.values()],
-                              [o[-1][0] for o in ours.values()], [o[-1][1] for o in ours.values()]))
+            try:
+                bd.append(bd_rate(*zip(*theirs), *zip(*mine)))
+            except BitlensError as exc:
+                failures.append(f"{os.path.basename(path)} BD-rate: {exc}")
     lines = [f"Kodak ({len(paths)} images), {args.threads} threads, model {codec.name}", "",
              "| target | ours bpp | ours PSNR-Y | ours encode s (matched) | ours decode s | VVenC bpp | VVenC PSNR-Y | VVenC encode s |",
              "|---|---|---|---|---|---|---|---|"]
     for t in CTC:
-        o = np.array(ours[t])
+        o = np.array(ours[t]) if ours[t] else np.full((1, 4), np.nan)
         v = np.array(vvc[t]) if vvc[t] else np.full((1, 3), np.nan)
-        lines.append(f"| {t} | {o[:, 0].mean():.4f} | {o[:, 1].mean():.2f} | {o[:, 2].mean():.2f} | "
+        lines.append(f"| {t} ({len(ours[t])} images) | {o[:, 0].mean():.4f} | {o[:, 1].mean():.2f} | {o[:, 2].mean():.2f} | "
                      f"{o[:, 3].mean():.2f} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.2f} | {v[:, 2].mean():.2f} |")
     f = np.array(fixed)
     lines += ["", f"fixed quality (one analysis + range coding): encode {f[:, 0].mean():.3f} s, "
@@ -64,6 +76,8 @@ def main() -> None:
     if bd:
         lines.append(f"BD-rate vs VVenC (PSNR-Y, per-image mean): {np.mean(bd):+.1f}% "
                      f"(median {np.median(bd):+.1f}%, range {np.min(bd):+.1f}% .. {np.max(bd):+.1f}%)")
+    if failures:
+        lines += ["", f"{len(failures)} points not measured:"] + [f"- {f}" for f in failures]
     lines.append(f"wall time {time.perf_counter() - t_all:.0f} s")
     emit(lines, args)
 

@@ -74,7 +74,7 @@ def load_map(path: str, height: int, width: int) -> np.ndarray:
     return map_from_painting(a, height, width)
 
 
-def variance_map(source: SourceImage, strength: float = 1.0) -> np.ndarray:
+def variance_map(source: SourceImage, strength: float = 0.5) -> np.ndarray:
     """Activity map: log variance of luma per cell, centred; busy cells get positive k."""
     grid = latent_grid(source.height, source.width)
     y = source.ycbcr()[..., 0] * 255

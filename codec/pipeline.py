@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Decoded, Encoded, LearnedCodec
+from .engine import Analysis, Decoded, Encoded, LearnedCodec
 from .errors import BitlensError
 from .images import SourceImage
 from .metrics import block_psnr, psnr
@@ -27,6 +27,7 @@ class EncodeReport:
     match_seconds: float
     kmap: np.ndarray | None = None
     map_seconds: float = 0.0
+    analysis: Analysis | None = None      # kept so per-cell bits need no second analysis
 
     @property
     def bpp(self) -> float:
@@ -50,7 +51,9 @@ class EncodeReport:
 
     def cell_bits(self, codec: LearnedCodec, source: SourceImage) -> np.ndarray:
         """Bits spent per latent cell (16x16 pixels), from the exact size computation."""
-        return codec.cell_bits(codec.analyze(source), self.encoded.q_code, self.encoded.kmap)
+        if self.analysis is None:
+            self.analysis = codec.analyze(source)
+        return codec.cell_bits(self.analysis, self.encoded.q_code, self.encoded.kmap)
 
 
 def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float | None = None,
@@ -73,14 +76,15 @@ def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float 
     if target_bpp is not None:
         m = match_rate(codec, source, target_bpp, method, tolerance, closest, kmap,
                        analysis=an if method == "fast" else None)
-        enc, trace, match_s = m.encoded, m.trace, m.seconds
+        enc, trace, match_s, an = m.encoded, m.trace, m.seconds, m.analysis or an
     else:
         try:
             q = quality_to_code(quality)
         except ValueError as exc:
             raise BitlensError(str(exc)) from None
-        enc, trace, match_s = codec.encode(an or codec.analyze(source), q, kmap), [], 0.0
+        an = an or codec.analyze(source)
+        enc, trace, match_s = codec.encode(an, q, kmap), [], 0.0
     enc_s = time.perf_counter() - t0
     dec = codec.decode(enc.data, backend)
     return EncodeReport(enc, dec, psnr(source.y10(), dec.y10), enc_s, target_bpp,
-                        method if target_bpp is not None else None, trace, match_s, enc.kmap, map_s)
+                        method if target_bpp is not None else None, trace, match_s, enc.kmap, map_s, an)

@@ -117,9 +117,12 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
     prior = codec.rate_prior  # (codes, log bpp) of the model's typical image, increasing in code
     # aim at the middle of the accepted band, in log-rate
     aim = math.log(target * (1 - tol / 2)) if not closest else math.log(target)
+    # the estimate is within a few bytes of the real file; if the real encode still misses the
+    # band, that offset corrects later estimates and the real rate takes the trial's place
+    bias = 0
 
     def trial(q: int) -> float:
-        b = codec.estimate_bytes(an, q, kmap) * 8 / npix
+        b = (codec.estimate_bytes(an, q, kmap) + bias) * 8 / npix
         trace.append((q, b))
         return b
 
@@ -127,16 +130,16 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
         return int(round(np.interp(log_bpp - shift, prior[1], prior[0])))
 
     q = invert_prior(aim, 0.0)
-    below: tuple[int, float] | None = None   # best bracket points (code, log bpp)
+    below: tuple[int, float] | None = None   # closest bracket points (code, log bpp)
     above: tuple[int, float] | None = None
-    shift = 0.0
     for _ in range(MAX_TRIALS):
         b = trial(q)
         if accepts(b, target, tol, closest):
-            enc = _finish(codec, an, q, target, tol, closest, kmap, trace, npix)
-            if enc is not None:
+            enc = codec.encode(an, q, kmap)
+            if accepts(enc.bpp, target, tol, closest):
                 return MatchResult(enc, an, target, "fast", trace, time.perf_counter() - t0)
-            b = target * (1 + tol)   # the real coder overshot here: search below this point
+            bias += len(enc.data) - round(b * npix / 8)   # the coder missed the estimate: correct
+            b = enc.bpp
         lb = math.log(b)
         if b > target:
             above = (q, lb) if above is None or q < above[0] else above
@@ -146,34 +149,19 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
             if above[0] - below[0] <= 1:
                 break
             # regula falsi on log-bpp, kept strictly inside the bracket
-            qa, la = below
-            qb, lb2 = above
+            (qa, la), (qb, lb2) = below, above
             frac = (aim - la) / (lb2 - la) if lb2 != la else 0.5
             q = int(round(qa + min(max(frac, 0.05), 0.95) * (qb - qa)))
             q = min(max(q, qa + 1), qb - 1)
         else:
+            if (q == 0 and b > target) or (q == QMAX and b < target):
+                raise _range_error(codec, source, target, kmap, tol, an)
             shift = lb - float(np.interp(q, prior[0], prior[1]))   # this image's offset to the prior curve
             nq = invert_prior(aim, shift)
             if nq == q:   # prior is flat here or clamped: step outwards
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
-            if (q == 0 and b > target) or (q == QMAX and b < target):
-                raise _range_error(codec, source, target, kmap, tol, an)
             q = min(max(nq, 0), QMAX)
     raise _range_error(codec, source, target, kmap, tol, an)
-
-
-def _finish(codec, an, q, target, tol, closest, kmap, trace, npix) -> Encoded | None:
-    """The one real encode; nudges the quality down if the coder's size overshoots the estimate."""
-    enc = codec.encode(an, q, kmap)
-    for _ in range(8):
-        if accepts(enc.bpp, target, tol, closest):
-            return enc
-        if enc.bpp < target or q == 0:
-            return None
-        q -= max(1, QMAX // 4096)  # the real size exceeds the estimate by a few bytes: step down
-        trace.append((q, codec.estimate_bytes(an, q, kmap) * 8 / npix))
-        enc = codec.encode(an, q, kmap)
-    return None
 
 
 def _range_error(codec, source, target, kmap, tol, an=None) -> BitlensError:
