@@ -26,7 +26,7 @@ def folder(tmp_path):
     d = tmp_path / "images"
     d.mkdir()
     Image.fromarray(sample_crop(64, 96)).save(d / "a.png")
-    Image.fromarray(sample_crop(48, 80, 40, 120)).save(d / "b.png")
+    Image.fromarray(sample_crop(48, 80, 300, 330)).save(d / "b.png")   # textured: ours reaches 0.9 and 1.5
     (d / "broken.png").write_bytes(b"\x89PNG but not really")
     (d / "notes.txt").write_text("not an image, ignored")
     return d
