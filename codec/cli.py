@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -74,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+GuiLauncher = Callable[[Optional[str], Optional[float], Optional[str]], int]
+
+
+def main(argv: list[str] | None = None, gui: GuiLauncher | None = None) -> int:
+    """Run one command. `gui(image, bpp, screenshot)` starts the desktop application; the engine
+    never imports it, so the `bitlens` entry point (app/cli.py) passes it in."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (argv[0] not in {"gui", "encode", "decode", "info", "devices", "anchor", "eval", "-h",
                                        "--help"}):
@@ -85,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         if args.command == "gui":
-            return _gui(args)
+            if gui is None:
+                raise BitlensError("the headless engine has no window; start the application with `bitlens`")
+            return gui(args.image, args.bpp, args.screenshot)
         if getattr(args, "threads", None):
             import torch
             torch.set_num_threads(max(1, args.threads))
@@ -293,18 +301,5 @@ def _eval(args) -> int:
     return 0
 
 
-def _gui(args) -> int:
-    try:
-        from app.main import run
-    except ImportError as exc:
-        raise BitlensError(f"the desktop application cannot start: {exc}") from None
-    return run(args.image, args.bpp, args.screenshot)
-
-
-def main_exit() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
-
-
 if __name__ == "__main__":
-    main_exit()
+    sys.exit(main())

@@ -12,7 +12,7 @@ from .guiconf import _gui_env, tiny_png  # noqa: F401
 def test_gui_screenshot_from_the_command_line(tiny_png, tmp_path):
     out = tmp_path / "shot.png"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    p = subprocess.run([sys.executable, "-m", "codec.cli", "gui", str(tiny_png), "--bpp", "1.0", "--screenshot",
+    p = subprocess.run([sys.executable, "-m", "app", "gui", str(tiny_png), "--bpp", "1.0", "--screenshot",
                         str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     with Image.open(out) as im:
