@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backend", choices=("integer", "integer8", "float"), default="integer",
                    help="integer: bit-exact on every machine (default); integer8: 8-bit weights; float")
     d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu",
+                   help="torch device for the decoder networks (default cpu)")
     d.add_argument("--json", action="store_true")
 
     v = sub.add_parser("devices", help="decode on every backend here and compare the reconstructions")
@@ -159,11 +161,12 @@ def _decode(args) -> int:
     from .engine import decode_bitstream
     from .images import save_png
 
-    dec = decode_bitstream(_read(args.input), args.backend)
+    dec = decode_bitstream(_read(args.input), args.backend, args.device)
     save_png(dec.pixels, args.output)
     sha = hashlib.sha256(np.ascontiguousarray(dec.pixels).tobytes()).hexdigest()
     bs = dec.header
-    payload = dict(input=args.input, output=args.output, backend=args.backend, seconds=dec.seconds,
+    payload = dict(input=args.input, output=args.output, backend=args.backend, device=args.device,
+                   seconds=dec.seconds,
                    sha256=sha, width=bs.width, height=bs.height, grayscale=bs.grayscale)
     _emit(args, payload, [f"{args.input} -> {args.output}: {bs.width}x{bs.height}, "
                           f"{dec.seconds:.2f} s, sha256 {sha[:16]}"])

@@ -2,8 +2,9 @@
 
 Configurations: CPU with 1 and N threads (in process), CPU kernels forced to another instruction set
 (`ATEN_CPU_CAPABILITY=default|avx2|avx512`, each in a subprocess since the variable is read when torch
-loads), float64 and bf16 for the float decoder, CUDA/MPS when present. Each is run with the integer
-decoder and the float decoder. Per row: SHA-256 of the decoded pixel array, pixels differing from that
+loads), float64 and bf16 for the float decoder, CUDA and MPS when present. Each is run with the integer
+decoder and the float decoder (on MPS the float decoder only: MPS has no float64, which the exact
+integer convolutions need). Per row: SHA-256 of the decoded pixel array, pixels differing from that
 decoder's reference row, max difference, time, and for the float path how many scale indices a float
 hyper-synthesis would have derived differently from the integer ones the bitstream was coded with (any
 such difference derails a range decoder that relies on float entropy parameters).
@@ -116,20 +117,33 @@ def _threads(n: int):
         torch.set_num_threads(old)
 
 
-def decode_once(codec: LearnedCodec, data: bytes, decoder: str, dtype: str = "float32") -> dict:
+def accelerators() -> list[tuple[str, str]]:
+    """(torch device, row label) of every GPU backend present on this machine."""
+    found = []
+    if torch.cuda.is_available():
+        found.append(("cuda", f"cuda {torch.cuda.get_device_name(0)}"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append(("mps", "mps"))
+    return found
+
+
+def decode_once(codec: LearnedCodec, data: bytes, decoder: str, dtype: str = "float32",
+                device: str = "cpu") -> dict:
     """Decode with one decoder; returns pixels, raw output, time and (float) scale-index mismatches."""
     t0 = time.perf_counter()
     if decoder == "float" and dtype != "float32":
         ycc = _float_decode_dtype(codec, data, getattr(torch, dtype))
         pixels = codec._finish(ycc, Bitstream.unpack(data), 0).pixels
     else:
-        dec = codec.decode(data, decoder)
+        dec = codec.decode(data, decoder, device)
         ycc, pixels = dec.ycbcr, dec.pixels
     seconds = time.perf_counter() - t0
     out = dict(pixels=pixels, ycc=ycc, seconds=seconds, scale_mismatches=None)
     if decoder == "float":
         _, z, kmap, rows = codec.decode_latents(data)
-        out["scale_mismatches"] = int((codec.float_scale_rows(z, Bitstream.unpack(data).q_code, kmap) != rows).sum())
+        float_rows = codec.float_scale_rows(z, Bitstream.unpack(data).q_code, kmap, device)
+        out["scale_mismatches"] = int((float_rows != rows).sum())
     return out
 
 
@@ -232,6 +246,13 @@ def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
             note(f"{dec} decoder, {t} thread(s)")
             with _threads(t):
                 results.append((f"cpu {t} thread{'s' if t > 1 else ''}", dec, decode_once(codec, data, dec)))
+    for device, label in accelerators():
+        for dec in DECODERS:
+            if dec == "integer" and device == "mps":
+                continue   # no float64 on MPS: the exact integer convolutions cannot run there
+            note(f"{dec} decoder, {label}")
+            decode_once(codec, data, dec, device=device)   # warm-up: kernel loading, weight upload
+            results.append((label, dec, decode_once(codec, data, dec, device=device)))
     for dtype in ("float64", "bfloat16"):
         note(f"float decoder, {dtype}")
         results.append((f"cpu {dtype}", "float", decode_once(codec, data, "float", dtype)))

@@ -1,13 +1,14 @@
 """The learned codec as an engine: analyse once, then quantize, measure, code and decode.
 
-Splitting `analyze` (the expensive analysis transform and hyperprior) from `estimate_bytes` and
+Splitting `analyze` (the expensive analysis transform) from `estimate_bytes` and
 `encode` (cheap per quality) is what lets the fast rate matcher try many qualities for the price of
 one analysis. All sizes returned are of the complete file (header, map, streams and checksum).
 """
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,26 +22,37 @@ from .images import SourceImage
 from .integer.fixedpoint import layer_from_dict
 from .integer.networks import IntegerDecoderNets
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
-from .model.quality import Q16, QMAX, log2_step_grid_q16, step_from_log2_q16
+from .model.quality import Q16, QMAX, log2_step_grid_q16, log2_step_q16, step_from_log2_q16
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
 
 BACKENDS = ("integer", "integer8", "float")
 
 STRIDE = 64      # total down-sampling of the hyper-latent: images are padded to this multiple
 CELL = 16        # pixels per latent cell (and per step-offset map entry)
+HYPER_CACHE = 16  # qualities whose hyper-latent an Analysis keeps
+
+
+@dataclass
+class Hyper:
+    """Coded hyper-latent and the entropy parameters the decoder derives from it."""
+
+    z: np.ndarray            # (Nz, hz, wz) int64 quantized hyper-latent
+    mu: np.ndarray           # (M, h, w) float32 means
+    log2_sigma: np.ndarray   # (M, h, w) float64 log2 scales
+    z_data: bytes            # the coded z stream
 
 
 @dataclass
 class Analysis:
-    """Quality-independent part of an encode: latents and entropy parameters of one image."""
+    """Quality-independent part of an encode: the latent of one image, plus its hyper-latents.
+
+    Models whose hyper-analysis sees the quality (`hyper_gain`) get one `Hyper` per quality code,
+    computed on first use; older models share one for every quality."""
 
     source: SourceImage
     y: np.ndarray            # (M, h, w) float32 latent
-    z: np.ndarray            # (Nz, hz, wz) int64 quantized hyper-latent
-    mu: np.ndarray           # (M, h, w) float32 means
-    log2_sigma: np.ndarray   # (M, h, w) float64 log2 scales
-    z_data: bytes            # the coded z stream (identical for every quality)
     seconds: float
+    hypers: dict = field(default_factory=dict)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -87,6 +99,7 @@ class LearnedCodec:
         self.net = VariableRateHyperprior(**bundle["config"])
         self.net.load_state_dict({k: v.float() for k, v in bundle["state_dict"].items()})
         self.net.eval()
+        self._nets = {"cpu": self.net}   # the float network per torch device
         self.log2_steps_q16 = bundle["log2_steps_q16"].numpy()
         self.pow2_hi, self.pow2_lo = bundle["pow2_hi"].numpy(), bundle["pow2_lo"].numpy()
         self.thresholds = bundle["y_log2_thresholds"].numpy()
@@ -107,21 +120,37 @@ class LearnedCodec:
     # ---- encoder side ------------------------------------------------------------------------
     @torch.inference_mode()
     def analyze(self, source: SourceImage) -> Analysis:
-        """Analysis transform, hyper-latent coding and entropy parameters: once per image."""
+        """Analysis transform: once per image (the expensive part of an encode)."""
         t0 = time.perf_counter()
         x = torch.from_numpy(source.ycbcr().astype(np.float32)).permute(2, 0, 1)[None]
         x = pad_to_multiple(x, STRIDE)
-        y = self.net.g_a(x)
-        z = torch.round(self.net.h_a(y))[0].numpy().astype(np.int64)
-        z_data = coder.encode(z, self._z_rows(z.shape), self.z_table)
-        mu, log2_sigma = self._entropy_parameters(z)
-        return Analysis(source, y[0].numpy(), z, mu, log2_sigma, z_data, time.perf_counter() - t0)
+        an = Analysis(source, self.net.g_a(x)[0].numpy(), 0.0)
+        if not self.net.hyper_gain:
+            self.hyper(an, 0)
+        an.seconds = time.perf_counter() - t0
+        return an
+
+    @torch.inference_mode()
+    def hyper(self, an: Analysis, q_code: int) -> Hyper:
+        """Hyper-latent, its coded stream and the entropy parameters at this quality (cached)."""
+        key = int(q_code) if self.net.hyper_gain else None
+        if key not in an.hypers:
+            if len(an.hypers) >= HYPER_CACHE:   # a slider session tries many qualities: drop the oldest
+                del an.hypers[next(iter(an.hypers))]
+            log2_step = log2_step_q16(self.log2_steps_q16, int(q_code)) / Q16
+            y = torch.from_numpy(an.y)[None]
+            z = self.net.hyper_analysis(y, torch.from_numpy(log2_step).float()[None])
+            z = torch.round(z)[0].numpy().astype(np.int64)
+            mu, log2_sigma = self._entropy_parameters(z)
+            an.hypers[key] = Hyper(z, mu, log2_sigma, coder.encode(z, self._z_rows(z.shape), self.z_table))
+        return an.hypers[key]
 
     def symbols(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None):
         """Quantized symbols, their table rows and steps for a quality code and offset map."""
         kmap = self._check_map(kmap, an.grid)
-        delta, rows = self._steps_and_rows(an.log2_sigma, q_code, kmap)
-        s = np.round((an.y - an.mu) / delta).astype(np.int64)
+        hy = self.hyper(an, q_code)
+        delta, rows = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
+        s = np.round((an.y - hy.mu) / delta).astype(np.int64)
         return s, rows, delta, kmap
 
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> int:
@@ -129,7 +158,7 @@ class LearnedCodec:
         s, rows, _, kmap = self.symbols(an, q_code, kmap)
         y_bytes = coder.estimate_bytes(coder.coded_bits(s, rows, self.y_table))
         map_data = offsetmap.encode_map(kmap)
-        return self._container_bytes(an, map_data, y_bytes)
+        return self._container_bytes(an.source, map_data, len(self.hyper(an, q_code).z_data), y_bytes)
 
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
         """Ideal y bits spent in each latent cell (h, w): the bits heatmap."""
@@ -142,7 +171,7 @@ class LearnedCodec:
             raise BitlensError(f"quality code {q_code} outside 0..{QMAX}")
         s, rows, _, kmap = self.symbols(an, q_code, kmap)
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
-                       offsetmap.encode_map(kmap), an.z_data, coder.encode(s, rows, self.y_table))
+                       offsetmap.encode_map(kmap), self.hyper(an, q_code).z_data, coder.encode(s, rows, self.y_table))
         return Encoded(bs.pack(), int(q_code), kmap, an.source.width, an.source.height)
 
     @torch.inference_mode()
@@ -150,13 +179,14 @@ class LearnedCodec:
                     backend: str = "integer") -> np.ndarray:
         """Y'CbCr reconstruction the decoder will produce, without going through the coder."""
         s, _, delta, _ = self.symbols(an, q_code, kmap)
-        return self._synthesize(an.mu, s, delta, an.source.height, an.source.width, backend)
+        return self._synthesize(self.hyper(an, q_code).mu, s, delta, an.source.height, an.source.width, backend)
 
     # ---- decoder side ------------------------------------------------------------------------
     @torch.inference_mode()
-    def decode(self, data: bytes, backend: str = "integer") -> Decoded:
+    def decode(self, data: bytes, backend: str = "integer", device: str = "cpu") -> Decoded:
         """Bitstream bytes -> reconstruction with the `integer` (bit-exact everywhere; `integer8`: 8-bit
-        weights) or `float` synthesis. Raises BitlensError for anything undecodable."""
+        weights) or `float` synthesis, its networks run on the torch `device`. Raises BitlensError for
+        anything undecodable."""
         t0 = time.perf_counter()
         bs = Bitstream.unpack(data)
         if bs.model_id != self.model_id:
@@ -168,12 +198,12 @@ class LearnedCodec:
             kmap = offsetmap.decode_map(bs.map_data, (h, w))
             z_shape = (self.net.config["Nz"], h // 4, w // 4)
             z = coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
-            mu, log2_sigma = self._entropy_parameters(z)
+            mu, log2_sigma = self._entropy_parameters(z, device)
             delta, rows = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
             s = coder.decode(bs.y_data, rows, self.y_table)
         except coder.CorruptStream as exc:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
-        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend)
+        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def decode_latents(self, data: bytes) -> tuple[Bitstream, np.ndarray, np.ndarray, np.ndarray]:
@@ -186,16 +216,24 @@ class LearnedCodec:
         return bs, z, kmap, self._steps_and_rows(self._entropy_parameters(z)[1], bs.q_code, kmap)[1]
 
     @torch.inference_mode()
-    def float_scale_rows(self, z: np.ndarray, q_code: int, kmap: np.ndarray) -> np.ndarray:
+    def float_scale_rows(self, z: np.ndarray, q_code: int, kmap: np.ndarray, device: str = "cpu") -> np.ndarray:
         """Scale indices a float hyper-synthesis would derive (what a non-integer decoder would use)."""
-        _, log2_sigma = self.net.entropy_parameters(torch.from_numpy(z.astype(np.float32))[None])
-        return self._steps_and_rows(log2_sigma[0].numpy().astype(np.float64), q_code, kmap)[1]
+        z_t = torch.from_numpy(z.astype(np.float32))[None].to(device)
+        _, log2_sigma = self._net_on(device).entropy_parameters(z_t)
+        return self._steps_and_rows(log2_sigma[0].cpu().numpy().astype(np.float64), q_code, kmap)[1]
 
     # ---- shared pieces -----------------------------------------------------------------------
-    def _entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _net_on(self, device: str) -> VariableRateHyperprior:
+        """The float network on a torch device (copied there once)."""
+        key = str(torch.device(device))
+        if key not in self._nets:
+            self._nets[key] = copy.deepcopy(self.net).to(device)
+        return self._nets[key]
+
+    def _entropy_parameters(self, z: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Means and log2 scales from z: the integer hyper-synthesis, so every machine agrees."""
         if self.integer is not None:
-            return self.integer.entropy_parameters(z)
+            return self.integer.entropy_parameters(z, device)
         mu, log2_sigma = self.net.entropy_parameters(torch.from_numpy(z.astype(np.float32))[None])
         return mu[0].numpy(), log2_sigma[0].numpy().astype(np.float64)
 
@@ -206,19 +244,21 @@ class LearnedCodec:
         rows = np.searchsorted(self.thresholds, log2_sigma - log2_delta / Q16)
         return delta, rows
 
-    def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer") -> np.ndarray:
+    def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer",
+                    device: str = "cpu") -> np.ndarray:
         y_hat = np.clip(mu + s * delta, -1e4, 1e4)
         if backend not in BACKENDS:
             raise BitlensError(f"unknown decoder backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if backend == "float" or self.integer is None:
-            x = self.net.g_s(torch.from_numpy(y_hat.astype(np.float32))[None])[0].nan_to_num(0.5).numpy()
+            y_t = torch.from_numpy(y_hat.astype(np.float32))[None].to(device)
+            x = self._net_on(device).g_s(y_t)[0].nan_to_num(0.5).cpu().numpy()
         else:
             nets = self.integer
             if backend == "integer8":
                 if self.g_s8 is None:
                     raise BitlensError("this model has no 8-bit synthesis")
                 nets = IntegerDecoderNets(nets.h_s, self.g_s8, nets.s_mu, nets.s_ls, nets.s_y, 8)
-            x = nets.synthesize(y_hat)
+            x = nets.synthesize(y_hat, device)
         return np.clip(x[:, :height, :width], 0, 1).transpose(1, 2, 0).astype(np.float64)
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:
@@ -239,17 +279,22 @@ class LearnedCodec:
             raise BitlensError(f"step-offset map has shape {kmap.shape}, the image's latent grid is {grid}")
         return kmap.astype(np.int64)
 
-    def _container_bytes(self, an: Analysis, map_data: bytes | None, y_bytes: int) -> int:
-        src = an.source
+    def _container_bytes(self, src: SourceImage, map_data: bytes | None, z_bytes: int, y_bytes: int) -> int:
         n = 4 + 3 + 2 + len(varint(src.width)) + len(varint(src.height)) + 4
         if map_data is not None:
             n += len(varint(len(map_data))) + len(map_data)
-        return n + len(varint(len(an.z_data))) + len(an.z_data) + len(varint(y_bytes)) + y_bytes
+        return n + len(varint(z_bytes)) + z_bytes + len(varint(y_bytes)) + y_bytes
 
 
-def decode_bitstream(data: bytes, backend: str = "integer") -> Decoded:
+def decode_bitstream(data: bytes, backend: str = "integer", device: str = "cpu") -> Decoded:
     """Decode with whichever shipped model the bitstream names."""
-    return LearnedCodec.load(Bitstream.unpack(data).model_id).decode(data, backend)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(device, False):
+        raise BitlensError(f"device {device!r} is not available here")
+    if device == "mps" and backend != "float":
+        raise BitlensError("the integer decoders need float64, which MPS lacks: use --backend float on mps")
+    return LearnedCodec.load(Bitstream.unpack(data).model_id).decode(data, backend, device)
 
 
 def _layer_dicts(d: dict) -> list[dict]:

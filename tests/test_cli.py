@@ -75,6 +75,11 @@ def test_user_errors_are_one_line(tmp_path, small_png, capsys):
     empty.write_bytes(b"")
     assert "empty" in _error(capsys, ["info", str(empty)])
     assert "quality" in _error(capsys, ["encode", str(small_png), "--quality", "101", "-o", str(tmp_path / "o.bln")])
+    import torch
+    if not torch.cuda.is_available():
+        assert main(["encode", str(small_png), "--quality", "5", "-o", str(tmp_path / "o.bln")]) == 0
+        assert "not available" in _error(capsys, ["decode", str(tmp_path / "o.bln"), "-o", str(tmp_path / "o.png"),
+                                                  "--device", "cuda"])
 
 
 def test_unwritable_output_leaves_no_partial_file(tmp_path, small_png, capsys):

@@ -64,6 +64,22 @@ def test_one_hash_across_threads_and_instruction_sets(tmp_path, codec):
     assert all(r.scale_index_mismatches is not None for r in floats)
 
 
+def test_accelerator_rows_run_both_decoders_on_the_device(tmp_path, codec, monkeypatch):
+    # no GPU in CI: a CPU device stands in for one, exercising the device path of every decoder
+    import codec.devices as devices
+    monkeypatch.setattr(devices, "accelerators", lambda: [("cpu", "stand-in accelerator")])
+    report = compare_backends(str(_encode_small(tmp_path, codec)), threads=2, subprocesses=False)
+    rows = [r for r in report.rows if r.config == "stand-in accelerator"]
+    assert sorted(r.decoder for r in rows) == ["float", "integer"]
+    assert len(report.integer_hashes()) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_integer_decoder_on_cuda_equals_cpu(tmp_path, codec):
+    data = _encode_small(tmp_path, codec).read_bytes()
+    assert pixel_sha256(codec.decode(data, "integer", "cuda").pixels) == pixel_sha256(codec.decode(data).pixels)
+
+
 ENCODE_IN_SUBPROCESS = """
 import sys, hashlib, numpy as np, torch
 sys.path.insert(0, {root!r})

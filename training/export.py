@@ -39,10 +39,12 @@ def integer_parts(bundle: dict, crops: list) -> None:
     zs, ys = [], []
     for src in crops:
         an = codec.analyze(src)
-        zs.append(torch.from_numpy(an.z.astype(np.float32))[None])
         for q in np.linspace(0, QMAX, 5).astype(int):
+            hy = codec.hyper(an, int(q))
+            if q == 0 or codec.net.hyper_gain:   # older models: one z per image
+                zs.append(torch.from_numpy(hy.z.astype(np.float32))[None])
             s, _, delta, _ = codec.symbols(an, int(q))
-            ys.append(torch.from_numpy((an.mu + s * delta).astype(np.float32))[None])
+            ys.append(torch.from_numpy((hy.mu + s * delta).astype(np.float32))[None])
     bundle["integer"] = build_integer_nets(codec.net, zs, ys, 16).to_dict()
     g8 = build_integer_nets(codec.net, zs, ys, 8).g_s
     bundle["g_s8"] = {f"{i}.{k}": torch.from_numpy(np.asarray(v))

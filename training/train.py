@@ -94,6 +94,10 @@ def main() -> None:
         step, seconds = state["step"], state["seconds"]
         gen.set_state(state["gen"])
         print(f"resumed at step {step}", flush=True)
+    elif cfg.get("init"):
+        # fine-tune from another run's weights (fresh optimizer, step count and log)
+        model.load_state_dict(torch.load(cfg["init"], weights_only=False)["model"])
+        print(f"initialised from {cfg['init']}", flush=True)
 
     photos = load_photos(cfg["data"], cfg.get("scales", [1.0]))
     print(f"{len(photos)} training images (photos x scales)", flush=True)
@@ -125,7 +129,9 @@ def main() -> None:
         x = random_batch(photos, batch, crop, gen)
         q = torch.rand(batch, generator=gen) * (levels - 1)
         kmap = random_offset_maps(batch, crop // 16, gen, cfg.get("p_flat_map", 0.5))
-        out = model(x, q, kmap)
+        # bf16 autocast (AMX/AVX-512 on CPU, tensor cores on GPU): ~2x faster steps on this CPU
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.get("autocast_bf16", False)):
+            out = model(x, q, kmap)
         npix = batch * crop * crop
         bpp = (out["bits_y"] + out["bits_z"]) / npix
         se = (out["x_hat"] - x) ** 2

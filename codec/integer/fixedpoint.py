@@ -9,7 +9,9 @@ accumulator's scale, and a per-channel requantization multiplier and shift:
 
 The convolution runs as float64 only because every partial sum is an integer below 2^53, so any
 summation order (threads, SIMD width, blocking) gives the same exact result; CPU float64 convolutions
-use im2col + GEMM, never Winograd or FFT. `reference_forward` does the same with int64 arithmetic only,
+use im2col + GEMM, never Winograd or FFT. On CUDA the layers run with cuDNN disabled, so PyTorch's own
+im2col + GEMM kernels are used there too (cuDNN may pick FFT or Winograd algorithms, whose
+intermediate values are not integers). `reference_forward` does the same with int64 arithmetic only,
 for the tests.
 """
 from __future__ import annotations
@@ -43,9 +45,15 @@ class IntLayer:
     out_max: int
 
     def __post_init__(self):
-        self._w64 = torch.from_numpy(self.weight.astype(np.float64))
-        self._b = torch.from_numpy(self.bias.astype(np.int64)).view(1, -1, 1, 1)
-        self._m = torch.from_numpy(self.mult.astype(np.int64)).view(1, -1, 1, 1)
+        self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+    def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """float64 weights, int64 bias and multiplier on `device` (made once per device)."""
+        if device not in self._on:
+            self._on[device] = (torch.from_numpy(self.weight.astype(np.float64)).to(device),
+                                torch.from_numpy(self.bias.astype(np.int64)).view(1, -1, 1, 1).to(device),
+                                torch.from_numpy(self.mult.astype(np.int64)).view(1, -1, 1, 1).to(device))
+        return self._on[device]
 
     @property
     def out_channels(self) -> int:
@@ -74,16 +82,18 @@ class IntLayer:
         return F.conv2d(x, w, stride=self.stride, padding=self.padding)
 
     def _finish(self, acc: torch.Tensor) -> torch.Tensor:
-        acc = acc.add_(self._b)          # in place: these int64 passes are a large part of decode time
+        _, b, m = self._params(acc.device)
+        acc = acc.add_(b)          # in place: these int64 passes are a large part of decode time
         if self.relu:
             acc.clamp_min_(0)
-        acc.mul_(self._m).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
+        acc.mul_(m).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
         return acc.clamp_(self.out_min, self.out_max)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """int64 (B,Cin,H,W) -> int64 (B,Cout,H',W'), exact."""
+        """int64 (B,Cin,H,W) -> int64 (B,Cout,H',W'), exact, on x's device."""
         x = x.clamp(-self.in_max, self.in_max)
-        acc = self._conv(x.to(torch.float64), self._w64).to(torch.int64)
+        with torch.backends.cudnn.flags(enabled=False):
+            acc = self._conv(x.to(torch.float64), self._params(x.device)[0]).to(torch.int64)
         return self._finish(acc)
 
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -70,22 +70,23 @@ class IntegerDecoderNets:
     weight_bits: int
 
     @torch.inference_mode()
-    def entropy_parameters(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def entropy_parameters(self, z: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Means and log2 scales (float64, exact dyadic values) from integer z (Nz,hz,wz)."""
-        x = torch.from_numpy(np.clip(z, -IN_MAX, IN_MAX).astype(np.int64))[None]
+        x = torch.from_numpy(np.clip(z, -IN_MAX, IN_MAX).astype(np.int64))[None].to(device)
         for layer in self.h_s:
             x = layer.forward(x)
-        out = x[0].numpy().astype(np.float64)
+        out = x[0].cpu().numpy().astype(np.float64)
         m = out.shape[0] // 2
         return out[:m] * self.s_mu, out[m:] * self.s_ls
 
     @torch.inference_mode()
-    def synthesize(self, y_hat: np.ndarray) -> np.ndarray:
+    def synthesize(self, y_hat: np.ndarray, device: str = "cpu") -> np.ndarray:
         """Y'CbCr float64 (3,H,W) at scale 2^-14 from y_hat (float64, rounded to the input grid)."""
         x = torch.from_numpy(np.clip(np.round(y_hat / self.s_y), -IN_MAX, IN_MAX).astype(np.int64))[None]
+        x = x.to(device)
         for layer in self.g_s:
             x = layer.forward(x)
-        return x[0].numpy().astype(np.float64) * OUT_SCALE
+        return x[0].cpu().numpy().astype(np.float64) * OUT_SCALE
 
     def layers(self) -> list[IntLayer]:
         return self.h_s + self.g_s

@@ -31,10 +31,13 @@ class VariableRateHyperprior(nn.Module):
     """The Bitlens learned codec network. `config` is stored with the weights."""
 
     def __init__(self, N: int = 128, M: int = 192, Nz: int = 128, levels: int = 6,
-                 lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15)):
+                 lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15),
+                 hyper_gain: bool = False):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, levels=levels, lambdas=list(lambdas))
-        self.M, self.levels = M, levels
+        if hyper_gain:
+            self.config["hyper_gain"] = True
+        self.M, self.levels, self.hyper_gain = M, levels, hyper_gain
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
                                  deconv(N, N), nn.ReLU(), deconv(N, 3))
@@ -63,6 +66,14 @@ class VariableRateHyperprior(nn.Module):
         return torch.exp(loglam[lo] * (1 - frac) + loglam[lo + 1] * frac)
 
     # ---- hyperprior --------------------------------------------------------------------------
+    def hyper_analysis(self, y: torch.Tensor, log2_step: torch.Tensor) -> torch.Tensor:
+        """Hyper-latent (before rounding) of y. With `hyper_gain` the hyper-analysis sees y divided by
+        the global quantization step (B, M), so the side information shrinks at low quality instead
+        of costing the same bits at every rate."""
+        if self.hyper_gain:
+            y = y * torch.exp2(-log2_step)[:, :, None, None]
+        return self.h_a(y)
+
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log2 scale of every latent element from the decoded hyper-latent."""
         mu, log2_sigma = self.h_s(z_hat).chunk(2, dim=1)
@@ -75,12 +86,16 @@ class VariableRateHyperprior(nn.Module):
         Returns reconstruction and total bits of y and z (noise proxy for rate, straight-through
         rounding for the synthesis input).
         """
-        y = self.g_a(x)
-        z = self.h_a(y)
+        # under CPU/GPU autocast the transforms run in bf16, except the layers that produce y and
+        # consume y_hat (their precision is the quantizer's); everything counting bits stays float32
+        y = self._fp32(self.g_a[-1], self.g_a[:-1](x))
+        log2_step = self.log2_step(q)
+        z = self.hyper_analysis(y, log2_step).float()
         z_hat = z + (torch.round(z) - z).detach()
-        bits_z = -torch.log2(self.prior_z.likelihood(z_hat).clamp_min(1e-9)).sum()
-        mu, log2_sigma = self.entropy_parameters(z_hat)
-        log2_delta = self.log2_step(q)[:, :, None, None]
+        with torch.autocast(x.device.type, enabled=False):
+            bits_z = -torch.log2(self.prior_z.likelihood(z_hat).clamp_min(1e-9)).sum()
+        mu, log2_sigma = (t.float() for t in self.entropy_parameters(z_hat))
+        log2_delta = log2_step[:, :, None, None]
         if kmap is not None:
             log2_delta = log2_delta + kmap / 4
         delta = torch.exp2(log2_delta)
@@ -89,8 +104,14 @@ class VariableRateHyperprior(nn.Module):
         r_round = r + (torch.round(r) - r).detach()
         scale = torch.exp2(log2_sigma - log2_delta).clamp_min(SCALE_MIN)
         bits_y = -torch.log2(gaussian_mass(r_noisy, scale).clamp_min(1e-9)).sum()
-        x_hat = self.g_s(mu + r_round * delta)
+        x_hat = self.g_s[1:](self._fp32(self.g_s[0], mu + r_round * delta)).float()
         return dict(x_hat=x_hat, bits_y=bits_y, bits_z=bits_z)
+
+
+    @staticmethod
+    def _fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return layer(x.float())
 
 
 def gaussian_mass(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
