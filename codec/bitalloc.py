@@ -4,8 +4,9 @@ A map multiplies each cell's quantization step by 2^(k/4): negative k spends mor
 come from a painted importance map at image resolution, from a .npy file, or automatically:
 
 * `rdo`      - Lagrangian allocation with one slope for every cell: probe each cell's rate (exact, from
-               the CDF tables) and luma distortion at several uniform offsets, take the global
-               dD/dR slope at the flat map, then give each cell the k minimising D + lambda R.
+               the CDF tables) and luma distortion at uniform offsets -4..4, give each cell the k
+               minimising D + lambda R with lambda set so the total rate is unchanged, smooth; then
+               encode at full, half and zero strength and keep the best measured PSNR-Y.
 * `vvc`      - VVC-guided: more bits where VVC at the same rate reconstructs a block better than we do
                (per-block PSNR-Y difference, ~1.5 dB per unit of k at high rate).
 * `variance` - local luma activity, as in the JPEG AI VM's generator: busy cells coarser, flat finer.
@@ -94,9 +95,13 @@ def vvc_map(source: SourceImage, ours_y10: np.ndarray, vvc_y10: np.ndarray, stre
     return quantize_map(-strength * (diff - np.median(diff)) / DB_PER_K)
 
 
-def rdo_map(codec: LearnedCodec, an: Analysis, q_code: int, probes=(-6, -4, -2, 0, 2, 4, 6)) -> np.ndarray:
-    """Equal-slope allocation: per cell, the probed offset minimising D + lambda R, with lambda the
-    image's own distortion-rate slope at the flat map."""
+def rdo_map(codec: LearnedCodec, an: Analysis, q_code: int, probes=tuple(range(-4, 5)),
+            smooth: float = 1.5) -> np.ndarray:
+    """Equal-slope allocation at constant rate: probe every cell's exact rate and luma distortion at
+    uniform offsets, pick per cell the offset minimising D + lambda R with lambda bisected so the
+    total rate stays that of the flat map, then smooth (in cells). Returns the float offsets; the
+    smoothing matters: the synthesis spreads each cell over its neighbours, so per-cell choices
+    measured with uniform neighbours lose when neighbours differ sharply."""
     grid = an.grid
     ref = an.source.y10().astype(np.float64)
     rates, dists = [], []
@@ -106,14 +111,39 @@ def rdo_map(codec: LearnedCodec, an: Analysis, q_code: int, probes=(-6, -4, -2, 
         rec = np.round(codec.reconstruct(an, q_code, kmap, backend="float")[..., 0] * 1023)  # probe: float is enough
         dists.append(cell_average((rec - ref) ** 2, grid) * CELL * CELL)   # squared error per cell
     R, D = np.stack(rates), np.stack(dists)
-    i0 = list(probes).index(0)
-    dR = R[i0 - 1].sum() - R[i0 + 1].sum()
-    dD = D[i0 + 1].sum() - D[i0 - 1].sum()
-    if dR <= 0 or dD <= 0:
-        return np.zeros(grid, dtype=np.int64)
-    lam = dD / dR
-    best = np.argmin(D + lam * R, axis=0)
-    return quantize_map(np.asarray(probes)[best])
+    budget = R[list(probes).index(0)].sum()
+    lo, hi = 1e-6, 1e8
+    for _ in range(60):                      # geometric bisection on the Lagrange multiplier
+        lam = (lo * hi) ** 0.5
+        best = np.argmin(D + lam * R, axis=0)
+        if np.take_along_axis(R, best[None], 0).sum() > budget:
+            lo = lam
+        else:
+            hi = lam
+    k = np.asarray(probes, dtype=np.float64)[np.argmin(D + hi * R, axis=0)]
+    return gaussian_filter(k, smooth, mode="nearest") if smooth > 0 else k
+
+
+RDO_STRENGTHS = (0.0, 0.5, 1.0)   # 0: the flat map stays a candidate, so rdo never loses PSNR-Y
+
+
+def best_of(codec: LearnedCodec, an: Analysis, target_bpp: float, candidates: list[np.ndarray],
+            tolerance: float = 0.01) -> np.ndarray:
+    """The candidate map whose rate-matched encode has the highest PSNR-Y (integer decoder)."""
+    from .color import to_10bit
+    from .metrics import psnr
+    from .ratematch import match_rate
+
+    ref, scores = an.source.y10(), []
+    for k in candidates:
+        try:
+            m = match_rate(codec, an.source, target_bpp, "fast", tolerance, kmap=k, analysis=an)
+        except BitlensError:        # this map cannot reach the target: not a candidate
+            scores.append(-np.inf)
+            continue
+        rec = codec.reconstruct(an, m.encoded.q_code, k)
+        scores.append(psnr(ref, to_10bit(rec[..., 0]), 1023))
+    return candidates[int(np.argmax(scores))]
 
 
 def auto_map(name: str, codec: LearnedCodec, source: SourceImage, target_bpp: float,
@@ -128,7 +158,8 @@ def auto_map(name: str, codec: LearnedCodec, source: SourceImage, target_bpp: fl
     an = an if an is not None else codec.analyze(source)
     flat = match_rate(codec, source, target_bpp, "fast", tolerance, analysis=an)
     if name == "rdo":
-        return rdo_map(codec, an, flat.encoded.q_code)
+        k = rdo_map(codec, an, flat.encoded.q_code)
+        return best_of(codec, an, target_bpp, [quantize_map(a * k) for a in RDO_STRENGTHS], tolerance)
     from .anchors import match_anchor
     vvc = match_anchor("vvc", source, target_bpp)
     ours = codec.reconstruct(an, flat.encoded.q_code)

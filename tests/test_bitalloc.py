@@ -72,7 +72,7 @@ def test_cell_bits_sum_to_the_y_stream(codec, src):
 def test_automatic_maps_stay_in_range_and_keep_the_rate(codec, src):
     an = codec.analyze(src)
     target = codec.estimate_bytes(an, QMAX // 2) * 8 / (src.width * src.height)
-    for k in (variance_map(src), rdo_map(codec, an, QMAX // 2)):
+    for k in (variance_map(src), auto_map("rdo", codec, src, target, an)):
         assert k.shape == an.grid and k.min() >= -8 and k.max() <= 8
         r = match_rate(codec, src, target, kmap=k, analysis=an)
         assert 0.99 * target <= r.bpp <= target
@@ -84,6 +84,16 @@ def test_rdo_map_is_not_flat_on_a_mixed_image(codec, src):
     an = codec.analyze(src)
     k = rdo_map(codec, an, QMAX // 2)
     assert k.min() < k.max()
+
+
+def test_rdo_auto_map_never_loses_to_the_flat_map(codec, src):
+    from codec.pipeline import encode_image
+    an = codec.analyze(src)
+    target = codec.estimate_bytes(an, QMAX // 3) * 8 / (src.width * src.height)
+    flat = encode_image(codec, src, target_bpp=target)
+    rdo = encode_image(codec, src, target_bpp=target, auto_map="rdo")
+    assert 0.99 * target <= rdo.bpp <= target
+    assert rdo.psnr_y >= flat.psnr_y - 1e-9
 
 
 def test_cell_average():
