@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     maps = e.add_mutually_exclusive_group()
     maps.add_argument("--map", help="step offsets k as .npy (image size or latent grid)")
     maps.add_argument("--auto-map", choices=("vvc", "rdo", "variance"))
+    e.add_argument("--model", type=int, default=None,
+                   help="model id to encode with (default: the newest shipped model)")
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--json", action="store_true")
 
@@ -137,7 +139,7 @@ def _encode(args) -> int:
         raise BitlensError("-o takes one input image; use --out-dir for several")
     if args.out_dir and not os.path.isdir(args.out_dir):
         raise BitlensError(f"{args.out_dir}: output folder does not exist")
-    codec = LearnedCodec.load()
+    codec = LearnedCodec.load() if args.model is None else LearnedCodec.load(args.model)
     results = []
     for path in args.images:
         src = load_image(path)

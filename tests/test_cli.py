@@ -31,6 +31,19 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     assert (info["width"], info["height"], info["bytes"]) == (100, 72, enc["bytes"])
 
 
+def test_bitstreams_of_every_shipped_model_decode(tmp_path, small_png, capsys):
+    from codec.model.zoo import MODELS
+    for model_id, name in MODELS.items():
+        out = tmp_path / f"m{model_id}.bln"
+        assert main(["encode", str(small_png), "--quality", "30", "--model", str(model_id), "-o", str(out)]) == 0
+        assert main(["decode", str(out), "-o", str(tmp_path / "m.png")]) == 0
+        capsys.readouterr()
+        assert main(["info", str(out), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["model"] == name
+    assert "model id 99" in _error(capsys, ["encode", str(small_png), "--quality", "5", "--model", "99",
+                                            "-o", str(tmp_path / "o.bln")])
+
+
 def test_encode_several_to_out_dir_gives_a_list(tmp_path, small_png, capsys):
     assert main(["encode", str(small_png), str(small_png), "--quality", "10", "--out-dir", str(tmp_path),
                  "--json"]) == 0

@@ -65,7 +65,7 @@ def make_bundle(model: VariableRateHyperprior, model_id: int, name: str) -> dict
 
 def weights_path(model_id: int) -> Path:
     if model_id not in MODELS:
-        raise BitlensError(f"the bitstream needs model id {model_id}, which this Bitlens does not have "
+        raise BitlensError(f"model id {model_id} is not one this Bitlens ships "
                            f"(known: {', '.join(f'{i} ({n})' for i, n in MODELS.items())})")
     path = MODELS_DIR / f"{MODELS[model_id]}.pt"
     if not path.exists():
