@@ -45,12 +45,16 @@ class IntLayer:
     out_max: int
 
     def __post_init__(self):
+        self._subpixel = self.transposed and self.stride > 1 and self.out_channels >= 16
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
 
     def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """float64 weights, int64 bias and multiplier on `device` (made once per device)."""
         if device not in self._on:
-            self._on[device] = (torch.from_numpy(self.weight.astype(np.float64)).to(device),
+            w = self.weight.astype(np.float64)
+            if self._subpixel:
+                w = subpixel_kernel(w, self.stride, self.padding)
+            self._on[device] = (torch.from_numpy(w).to(device),
                                 torch.from_numpy(self.bias.astype(np.int64)).view(1, -1, 1, 1).to(device),
                                 torch.from_numpy(self.mult.astype(np.int64)).view(1, -1, 1, 1).to(device))
         return self._on[device]
@@ -76,6 +80,19 @@ class IntLayer:
             raise ValueError("requantization product exceeds int64")
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if self._subpixel:
+            # the transposed convolution as one stride-1 convolution producing every output phase,
+            # then a pixel shuffle: the same sums of products, about twice as fast as CPU float64
+            # conv_transpose2d (whose col2im path dominated decode time) for wide layers; narrow
+            # ones (the 3-channel output) are faster as they are
+            d = self.stride
+            dmax, dmin = _phase_offsets(self.weight.shape[-1], d, self.padding)
+            x = F.pad(x, (dmax, -dmin, dmax, -dmin))
+            out = F.pixel_shuffle(F.conv2d(x, w), d)
+            h, wd = x.shape[-2] - (dmax - dmin), x.shape[-1] - (dmax - dmin)
+            want = ((h - 1) * d - 2 * self.padding + self.weight.shape[-1] + self.output_padding,
+                    (wd - 1) * d - 2 * self.padding + self.weight.shape[-1] + self.output_padding)
+            return out[..., :want[0], :want[1]]
         if self.transposed:
             return F.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
                                       output_padding=self.output_padding)
@@ -156,6 +173,31 @@ def quantize_layer(module: torch.nn.Module, relu: bool, s_in: float, s_out: np.n
             layer.mult = np.round(ratio * 2.0 ** layer.shift).astype(np.int64)
             layer.__post_init__()
     raise ValueError("cannot quantize layer within bounds")
+
+
+def _phase_offsets(k: int, stride: int, padding: int) -> tuple[int, int]:
+    """Largest and smallest input offset d (input row = output row // stride - d) any phase uses."""
+    dmax = max((k - 1 - a - padding) // stride for a in range(stride))
+    dmin = min(-((a + padding) // stride) for a in range(stride))
+    return dmax, dmin
+
+
+def subpixel_kernel(w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Stride-1 convolution kernel (Cout*stride^2, Cin, T, T) computing every output phase of the
+    transposed convolution with kernel w (Cin, Cout, k, k): output row stride*m + a takes input row
+    m - d through tap k = stride*d + a + padding."""
+    cin, cout, k, _ = w.shape
+    dmax, dmin = _phase_offsets(k, stride, padding)
+    taps = dmax - dmin + 1
+    out = np.zeros((cout, stride, stride, cin, taps, taps), dtype=w.dtype)
+    for a in range(stride):
+        for b in range(stride):
+            for ti in range(taps):
+                for tj in range(taps):
+                    ki, kj = stride * (dmax - ti) + a + padding, stride * (dmax - tj) + b + padding
+                    if 0 <= ki < k and 0 <= kj < k:
+                        out[:, a, b, :, ti, tj] = w[:, :, ki, kj].T
+    return out.reshape(cout * stride * stride, cin, taps, taps)
 
 
 def pow2_scale(max_abs: float, bits: int = ACT_BITS, headroom: float = 1.5) -> float:
