@@ -35,15 +35,19 @@ def main() -> None:
     ours = {t: [] for t in CTC}     # (bpp, psnr, encode s incl. matching, decode s)
     vvc = {t: [] for t in CTC}
     fixed = []                      # (encode s, decode s) at a fixed quality
+    reach = []                      # (lowest, highest) bpp the model reaches on each image
     bd = []
     failures = []
     t_all = time.perf_counter()
     for path in paths:
         src = load_image(path)
         t0 = time.perf_counter()
-        enc = codec.encode(codec.analyze(src), QMAX // 2)
+        an = codec.analyze(src)
+        enc = codec.encode(an, QMAX // 2)
         enc_s = time.perf_counter() - t0
         fixed.append((enc_s, codec.decode(enc.data).seconds))
+        npix = src.width * src.height
+        reach.append((codec.estimate_bytes(an, 0) * 8 / npix, codec.estimate_bytes(an, QMAX) * 8 / npix))
         mine, theirs = [], []
         for t in CTC:
             try:
@@ -73,6 +77,10 @@ def main() -> None:
     f = np.array(fixed)
     lines += ["", f"fixed quality (one analysis + range coding): encode {f[:, 0].mean():.3f} s, "
                   f"integer decode {f[:, 1].mean():.3f} s (mean over images)"]
+    r = np.array(reach)
+    lines.append(f"reachable range: lowest bpp {r[:, 0].min():.4f}..{r[:, 0].max():.4f}, highest bpp "
+                 f"{r[:, 1].min():.2f}..{r[:, 1].max():.2f}; 0.06 bpp reachable on {(r[:, 0] <= 0.06).sum()}/"
+                 f"{len(r)} images, 1.5 bpp on {(r[:, 1] >= 1.5).sum()}/{len(r)}")
     if bd:
         lines.append(f"BD-rate vs VVenC (PSNR-Y, per-image mean): {np.mean(bd):+.1f}% "
                      f"(median {np.median(bd):+.1f}%, range {np.min(bd):+.1f}% .. {np.max(bd):+.1f}%)")
