@@ -101,6 +101,8 @@ class LearnedCodec:
         self.net.eval()
         self._nets = {"cpu": self.net}   # the float network per torch device
         self.log2_steps_q16 = bundle["log2_steps_q16"].numpy()
+        # rows of the step table that were trained (the others are extrapolated levels)
+        self.trained_levels = tuple(int(v) for v in bundle.get("trained_levels", (1, len(self.log2_steps_q16) - 2)))
         self.pow2_hi, self.pow2_lo = bundle["pow2_hi"].numpy(), bundle["pow2_lo"].numpy()
         self.thresholds = bundle["y_log2_thresholds"].numpy()
         self.y_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("y_")}, "y")
@@ -137,7 +139,7 @@ class LearnedCodec:
         if key not in an.hypers:
             if len(an.hypers) >= HYPER_CACHE:   # a slider session tries many qualities: drop the oldest
                 del an.hypers[next(iter(an.hypers))]
-            log2_step = log2_step_q16(self.log2_steps_q16, int(q_code)) / Q16
+            log2_step = log2_step_q16(self.log2_steps_q16, self._trained_code(int(q_code))) / Q16
             y = torch.from_numpy(an.y)[None]
             z = self.net.hyper_analysis(y, torch.from_numpy(log2_step).float()[None])
             z = torch.round(z)[0].numpy().astype(np.int64)
@@ -180,6 +182,14 @@ class LearnedCodec:
         """Y'CbCr reconstruction the decoder will produce, without going through the coder."""
         s, _, delta, _ = self.symbols(an, q_code, kmap)
         return self._synthesize(self.hyper(an, q_code).mu, s, delta, an.source.height, an.source.width, backend)
+
+    def _trained_code(self, q_code: int) -> int:
+        """The quality code clamped to the trained levels: beyond them the y steps keep changing
+        (extrapolated levels reach lower and higher rates) but the hyper-analysis, an encoder-only
+        choice, sees the step of the nearest trained level instead of inputs it never saw."""
+        n = len(self.log2_steps_q16) - 1
+        lo, hi = self.trained_levels
+        return min(max(q_code, -(-lo * QMAX // n)), hi * QMAX // n)
 
     # ---- decoder side ------------------------------------------------------------------------
     @torch.inference_mode()

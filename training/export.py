@@ -69,15 +69,19 @@ def main() -> None:
     ap.add_argument("--id", type=int, default=1)
     ap.add_argument("--name", default=None)
     ap.add_argument("--photos", default="../shared/data/train-photos")
+    ap.add_argument("--extra-levels", type=int, nargs=2, default=(1, 1), metavar=("BELOW", "ABOVE"),
+                    help="extrapolated quality levels below and above the trained ones")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
     model = VariableRateHyperprior(**state["config"]["model"])
     model.load_state_dict(state["model"])
-    bundle = make_bundle(model, args.id, args.name or os.path.splitext(os.path.basename(args.output))[0])
+    bundle = make_bundle(model, args.id, args.name or os.path.splitext(os.path.basename(args.output))[0],
+                         tuple(args.extra_levels))
     crops = calibration_crops(args.photos, 8)
     integer_parts(bundle, crops)
     bundle["rate_prior"] = torch.from_numpy(rate_prior(bundle, crops))
-    bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"])
+    bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"],
+                              extra_levels=list(args.extra_levels))
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
     torch.save(bundle, args.output + ".tmp")
     os.replace(args.output + ".tmp", args.output)

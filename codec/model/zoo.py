@@ -38,22 +38,27 @@ def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7
     return FreqTable.from_rows(rows)
 
 
-def extended_log2_steps(model: VariableRateHyperprior) -> np.ndarray:
-    """The learned log2 step vectors plus one extrapolated level at each end (log-linear), so the
-    quality range reaches below and above the trained rates (0.06 to 1.5 bpp on Kodak)."""
+def extended_log2_steps(model: VariableRateHyperprior, below: int = 1, above: int = 1) -> np.ndarray:
+    """The learned log2 step vectors plus `below` and `above` extrapolated levels (log-linear), so
+    the quality range reaches below and above the trained rates (0.06 to 1.5 bpp on Kodak)."""
     s = model.log2_steps.detach().double().numpy()
-    return np.concatenate([2 * s[:1] - s[1:2], s, 2 * s[-1:] - s[-2:-1]])
+    low = [s[0] - i * (s[1] - s[0]) for i in range(below, 0, -1)]
+    high = [s[-1] + i * (s[-1] - s[-2]) for i in range(1, above + 1)]
+    return np.concatenate([np.array(low).reshape(-1, s.shape[1]), s, np.array(high).reshape(-1, s.shape[1])])
 
 
-def make_bundle(model: VariableRateHyperprior, model_id: int, name: str) -> dict:
-    """Everything needed to encode and decode with `model`, ready for torch.save."""
+def make_bundle(model: VariableRateHyperprior, model_id: int, name: str,
+                extra_levels: tuple[int, int] = (1, 1)) -> dict:
+    """Everything needed to encode and decode with `model`, ready for torch.save. `extra_levels`:
+    extrapolated quality levels below and above the trained ones."""
     scales = gaussian_scales()
     hi, lo = pow2_tables()
     bundle = dict(
         name=name, model_id=model_id, config=model.config,
         # weights stored as float16 (half the file); the shipped model is defined by these values
         state_dict={k: v.detach().half() for k, v in model.state_dict().items()},
-        log2_steps_q16=torch.from_numpy(np.round(extended_log2_steps(model) * 65536).astype(np.int64)),
+        log2_steps_q16=torch.from_numpy(np.round(extended_log2_steps(model, *extra_levels) * 65536).astype(np.int64)),
+        trained_levels=torch.tensor([extra_levels[0], extra_levels[0] + model.levels - 1]),
         pow2_hi=torch.from_numpy(hi), pow2_lo=torch.from_numpy(lo),
         y_scales=torch.from_numpy(scales),
         y_log2_thresholds=torch.from_numpy((np.log2(scales[1:]) + np.log2(scales[:-1])) / 2),
