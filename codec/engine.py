@@ -135,11 +135,12 @@ class LearnedCodec:
     @torch.inference_mode()
     def hyper(self, an: Analysis, q_code: int) -> Hyper:
         """Hyper-latent, its coded stream and the entropy parameters at this quality (cached)."""
-        key = self._trained_code(int(q_code)) if self.net.hyper_gain else None
+        code = self._trained_code(int(q_code))
+        key = code if self.net.hyper_gain else None
         if key not in an.hypers:
             if len(an.hypers) >= HYPER_CACHE:   # a slider session tries many qualities: drop the oldest
                 del an.hypers[next(iter(an.hypers))]
-            log2_step = log2_step_q16(self.log2_steps_q16, key) / Q16
+            log2_step = log2_step_q16(self.log2_steps_q16, code) / Q16
             y = torch.from_numpy(an.y)[None]
             z = self.net.hyper_analysis(y, torch.from_numpy(log2_step).float()[None])
             z = torch.round(z)[0].numpy().astype(np.int64)
