@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .engine import LearnedCodec
+from .engine import LearnedCodec, available_devices, runs_integer
 from .entropy.bitstream import Bitstream
 from .errors import BitlensError
 
@@ -119,13 +119,8 @@ def _threads(n: int):
 
 def accelerators() -> list[tuple[str, str]]:
     """(torch device, row label) of every GPU backend present on this machine."""
-    found = []
-    if torch.cuda.is_available():
-        found.append(("cuda", f"cuda {torch.cuda.get_device_name(0)}"))
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append(("mps", "mps"))
-    return found
+    return [(d, f"cuda {torch.cuda.get_device_name(0)}" if d == "cuda" else d)
+            for d in available_devices() if d != "cpu"]
 
 
 def decode_once(codec: LearnedCodec, data: bytes, decoder: str, dtype: str = "float32",
@@ -248,8 +243,8 @@ def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
                 results.append((f"cpu {t} thread{'s' if t > 1 else ''}", dec, decode_once(codec, data, dec)))
     for device, label in accelerators():
         for dec in DECODERS:
-            if dec == "integer" and device == "mps":
-                continue   # no float64 on MPS: the exact integer convolutions cannot run there
+            if dec == "integer" and not runs_integer(device):
+                continue
             note(f"{dec} decoder, {label}")
             decode_once(codec, data, dec, device=device)   # warm-up: kernel loading, weight upload
             results.append((label, dec, decode_once(codec, data, dec, device=device)))

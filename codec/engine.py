@@ -198,6 +198,7 @@ class LearnedCodec:
         """Bitstream bytes -> reconstruction with the `integer` (bit-exact everywhere; `integer8`: 8-bit
         weights) or `float` synthesis, its networks run on the torch `device`. Raises BitlensError for
         anything undecodable."""
+        _check_device(device, backend)
         t0 = time.perf_counter()
         bs = Bitstream.unpack(data)
         if bs.model_id != self.model_id:
@@ -299,13 +300,30 @@ class LearnedCodec:
 
 def decode_bitstream(data: bytes, backend: str = "integer", device: str = "cpu") -> Decoded:
     """Decode with whichever shipped model the bitstream names."""
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-    if not available.get(device, False):
-        raise BitlensError(f"device {device!r} is not available here")
-    if device == "mps" and backend != "float":
-        raise BitlensError("the integer decoders need float64, which MPS lacks: use --backend float on mps")
     return LearnedCodec.load(Bitstream.unpack(data).model_id).decode(data, backend, device)
+
+
+def available_devices() -> list[str]:
+    """Torch devices the decoders can run on here: cpu, plus cuda and mps when present."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def runs_integer(device: str) -> bool:
+    """The integer decoders need exact float64 convolutions, which MPS lacks."""
+    return device != "mps"
+
+
+def _check_device(device: str, backend: str) -> None:
+    if device not in available_devices():
+        raise BitlensError(f"device {device!r} is not available here")
+    if backend != "float" and not runs_integer(device):
+        raise BitlensError(f"the integer decoders need float64, which {device} lacks: use --backend float")
 
 
 def _layer_dicts(d: dict) -> list[dict]:
