@@ -68,8 +68,10 @@ def load_map(path: str, height: int, width: int) -> np.ndarray:
         a = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise BitlensError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise BitlensError(f"{path}: not a .npy array ({exc})") from None
+    except OSError as exc:
+        raise BitlensError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError:   # numpy's text here speaks of pickles for any file that is not .npy
+        raise BitlensError(f"{path}: not a .npy array") from None
     if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
         raise BitlensError(f"{path}: expected a 2-D numeric array, got shape {a.shape} of {a.dtype}")
     return map_from_painting(a, height, width)
