@@ -18,8 +18,8 @@ from .hyperprior import VariableRateHyperprior
 from .quality import pow2_tables
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
-MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2"}  # bitstream model id -> weights file stem
-DEFAULT_MODEL_ID = 2
+MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3"}  # bitstream model id -> weights file stem
+DEFAULT_MODEL_ID = 3
 
 
 def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7) -> FreqTable:
