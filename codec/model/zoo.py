@@ -18,7 +18,8 @@ from .hyperprior import VariableRateHyperprior
 from .quality import pow2_tables
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
-MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3"}  # bitstream model id -> weights file stem
+# bitstream model id -> weights file stem; older models stay so their bitstreams keep decoding
+MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3"}
 DEFAULT_MODEL_ID = 3
 
 
