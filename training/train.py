@@ -27,18 +27,21 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.color import RGB_TO_YCBCR  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
+from training.parts import load_model_state, save_parts  # noqa: E402
 
 Y_WEIGHTS = torch.tensor([6.0, 1.0, 1.0]) / 8.0  # Y-weighted distortion, as in JPEG AI training
 
 
-def load_photos(folder: str, scales: list[float]) -> list[torch.Tensor]:
-    """Every photo at every scale as a (3,H,W) uint8 tensor, downscaled with Lanczos."""
+def load_photos(folder: str, scales: list[float], device: torch.device) -> list[torch.Tensor]:
+    """Every photo (PNG, or JPEG for a compact copy) at every scale as a (3,H,W) uint8 tensor on
+    `device`, downscaled with Lanczos."""
     out = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.png"))):
+    paths = sorted(glob.glob(os.path.join(folder, "*.png")) + glob.glob(os.path.join(folder, "*.jpg")))
+    for path in paths:
         im = Image.open(path).convert("RGB")
         for s in scales:
             sim = im if s == 1.0 else im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS)
-            out.append(torch.from_numpy(np.asarray(sim).copy()).permute(2, 0, 1).contiguous())
+            out.append(torch.from_numpy(np.asarray(sim).copy()).permute(2, 0, 1).contiguous().to(device))
     return out
 
 
@@ -57,7 +60,7 @@ def random_batch(photos, batch: int, crop: int, gen: torch.Generator) -> torch.T
             c = c.flip(1)
         crops.append(c)
     rgb = torch.stack(crops).float() / 255.0
-    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32)
+    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32, device=rgb.device)
     ycc = torch.einsum("ij,bjhw->bihw", m, rgb)
     ycc[:, 1:] += 0.5
     return ycc
@@ -78,28 +81,35 @@ def main() -> None:
     ap.add_argument("--config", required=True)
     ap.add_argument("--ckpt", default="checkpoints/base/last.pt")
     ap.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--data", default=None, help="photo folder, overriding the config's")
+    ap.add_argument("--parts-dir", default=None,
+                    help="also save the model alone, split into files under 16 MB, here at every save")
     args = ap.parse_args()
     cfg = json.load(open(args.config))
     torch.set_num_threads(cfg.get("threads", 2))
     os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
 
-    model = VariableRateHyperprior(**cfg["model"])
+    model = VariableRateHyperprior(**cfg["model"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     step, seconds = 0, 0.0
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     if os.path.exists(args.ckpt):
-        state = torch.load(args.ckpt, weights_only=False)
+        state = torch.load(args.ckpt, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, seconds = state["step"], state["seconds"]
-        gen.set_state(state["gen"])
+        gen.set_state(state["gen"].cpu())
         print(f"resumed at step {step}", flush=True)
     elif cfg.get("init"):
-        # fine-tune from another run's weights (fresh optimizer, step count and log)
-        model.load_state_dict(torch.load(cfg["init"], weights_only=False)["model"])
+        # fine-tune from another run's weights (fresh optimizer, step count and log): a training
+        # checkpoint, its model parts, or a shipped model bundle
+        model.load_state_dict(load_model_state(cfg["init"]))
         print(f"initialised from {cfg['init']}", flush=True)
 
-    photos = load_photos(cfg["data"], cfg.get("scales", [1.0]))
+    photos = load_photos(args.data or cfg["data"], cfg.get("scales", [1.0]), device)
     print(f"{len(photos)} training images (photos x scales)", flush=True)
     log_path = os.path.join(os.path.dirname(args.ckpt), "log.csv")
     log_new = not os.path.exists(log_path)
@@ -113,12 +123,14 @@ def main() -> None:
         torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
                         gen=gen.get_state(), config=cfg), tmp)
         os.replace(tmp, args.ckpt)
+        if args.parts_dir:
+            save_parts(model.state_dict(), dict(step=step, seconds=seconds, config=cfg), args.parts_dir)
 
     total, crop, batch = cfg["steps"], cfg["crop"], cfg["batch"]
     levels = model.levels
     t_start = time.time()
-    acc = dict(loss=0.0, bpp=0.0, mse_y=0.0, n=0)
-    w = Y_WEIGHTS.view(1, 3, 1, 1)
+    acc = dict(loss=0.0, bpp=0.0, mse_y=0.0, n=0)  # tensors once summed: no device sync per step
+    w = Y_WEIGHTS.view(1, 3, 1, 1).to(device)
     while step < total:
         elapsed = seconds + time.time() - t_start
         decay = step >= cfg.get("decay_at", 0.85) * total or (
@@ -127,10 +139,10 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         x = random_batch(photos, batch, crop, gen)
-        q = torch.rand(batch, generator=gen) * (levels - 1)
-        kmap = random_offset_maps(batch, crop // 16, gen, cfg.get("p_flat_map", 0.5))
+        q = (torch.rand(batch, generator=gen) * (levels - 1)).to(device)
+        kmap = random_offset_maps(batch, crop // 16, gen, cfg.get("p_flat_map", 0.5)).to(device)
         # bf16 autocast (AMX/AVX-512 on CPU, tensor cores on GPU): ~2x faster steps on this CPU
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.get("autocast_bf16", False)):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.get("autocast_bf16", False)):
             out = model(x, q, kmap)
         npix = batch * crop * crop
         bpp = (out["bits_y"] + out["bits_z"]) / npix
@@ -143,10 +155,11 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        acc["loss"] += loss.item(); acc["bpp"] += bpp.item(); acc["n"] += 1
-        acc["mse_y"] += se[:, 0].mean().item()
+        acc["loss"] += loss.detach(); acc["bpp"] += bpp.detach(); acc["n"] += 1
+        acc["mse_y"] += se[:, 0].mean().detach()
         if step % cfg.get("log_every", 50) == 0:
             n = acc["n"]
+            acc = {k: float(v) for k, v in acc.items()}
             el = seconds + time.time() - t_start
             psnr = 10 * math.log10(1 / max(acc["mse_y"] / n, 1e-12))
             writer.writerow([step, f"{el:.0f}", lr, f"{acc['loss']/n:.4f}", f"{acc['bpp']/n:.4f}",
