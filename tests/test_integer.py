@@ -27,7 +27,11 @@ def test_every_layer_has_a_proven_bound(codec):
         assert acc * int(np.abs(layer.mult).max()) + (1 << layer.shift) < PRODUCT_LIMIT, name
 
 
-def test_float64_kernels_equal_int64_reference_at_extreme_inputs(codec):
+@pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
+def test_kernels_equal_int64_reference_at_extreme_inputs(codec, monkeypatch, int8_products):
+    # the CPU runs the int8-product kernels; other devices the float64 ones: both must be exact
+    import codec.integer.fixedpoint as fixedpoint
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
     gen = torch.Generator().manual_seed(0)
     for name, layer in all_layers(codec):
         cin = layer.weight.shape[0] if layer.transposed else layer.weight.shape[1]
@@ -35,7 +39,16 @@ def test_float64_kernels_equal_int64_reference_at_extreme_inputs(codec):
         x = torch.randint(0, 2, (1, cin, 6, 7), generator=gen) * 2 - 1
         x = x * layer.in_max
         x[..., :3, :] = torch.randint(-layer.in_max, layer.in_max + 1, (1, cin, 3, 7), generator=gen)
-        assert torch.equal(layer.forward(x.clone()), layer.reference_forward(x.clone())), name
+        out = layer.forward(x.clone())
+        assert torch.equal(out.to(torch.int64), layer.reference_forward(x.clone())), name
+
+
+def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):
+    import codec.integer.fixedpoint as fixedpoint
+    data = _encode_small(tmp_path, codec).read_bytes()
+    int8 = pixel_sha256(codec.decode(data).pixels)
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", False)
+    assert pixel_sha256(codec.decode(data).pixels) == int8
 
 
 def test_integer_decoder_matches_float_closely(codec):
