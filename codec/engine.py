@@ -15,6 +15,7 @@ import torch
 
 from .color import to_10bit, to_8bit, ycbcr_to_rgb
 from .entropy import coder, offsetmap
+from .entropy.rdoq import rdo_round
 from .entropy.bitstream import Bitstream, BitstreamError, varint
 from .entropy.tables import FreqTable
 from .errors import BitlensError
@@ -114,6 +115,8 @@ class LearnedCodec:
         self.g_s8 = ([layer_from_dict(v) for v in _layer_dicts(bundle["g_s8"])]
                      if "g_s8" in bundle else None)
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
+        # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
+        self.rdoq = True
 
     @classmethod
     def load(cls, model_id: int = DEFAULT_MODEL_ID) -> "LearnedCodec":
@@ -153,7 +156,8 @@ class LearnedCodec:
         kmap = self._check_map(kmap, an.grid)
         hy = self.hyper(an, q_code)
         delta, rows = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
-        s = np.round((an.y - hy.mu) / delta).astype(np.int64)
+        v = (an.y - hy.mu) / delta
+        s = rdo_round(v, rows, self.y_table) if self.rdoq else np.round(v).astype(np.int64)
         return s, rows, delta, kmap
 
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> int:

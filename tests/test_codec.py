@@ -34,6 +34,19 @@ def test_rate_and_quality_increase_with_quality_code(codec, small_rgb):
     assert psnrs[-1] > psnrs[0] + 3
 
 
+def test_rdoq_takes_single_steps_toward_the_mean_that_save_bits(codec, small_rgb, monkeypatch):
+    an = codec.analyze(source_from_array(small_rgb))
+    q = QMAX // 2
+    rdoq, _, _, _ = codec.symbols(an, q)
+    with_rdoq = codec.estimate_bytes(an, q)
+    monkeypatch.setattr(codec, "rdoq", False)
+    rounded, _, _, _ = codec.symbols(an, q)
+    changed = rdoq != rounded
+    assert changed.any()
+    assert np.array_equal(rdoq[changed], rounded[changed] - np.sign(rounded[changed]))  # one step nearer 0
+    assert with_rdoq < codec.estimate_bytes(an, q)
+
+
 def test_size_estimate_equals_real_size_across_qualities_and_maps(codec, small_rgb):
     src = source_from_array(small_rgb)
     an = codec.analyze(src)
