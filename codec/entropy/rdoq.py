@@ -23,7 +23,11 @@ def rdo_round(v: np.ndarray, rows: np.ndarray, table: FreqTable, kappa: float = 
     """Integer symbols for v (latents minus means, in steps) coded with `rows` of `table`: each
     round(v), or one step toward zero where that lowers bits + kappa * squared error."""
     s = np.round(v).astype(np.int64)
-    nearer = s - np.sign(s)
-    extra_bits = coder.symbol_bits(nearer, rows, table) - coder.symbol_bits(s, rows, table)
-    extra_error = (v - nearer) ** 2 - (v - s) ** 2
-    return np.where((s != 0) & (extra_bits + kappa * extra_error < 0), nearer, s)
+    nz = np.flatnonzero(s)          # zeros stay: nothing is nearer the mean (most symbols at low rates)
+    sn, rn, vn = s.ravel()[nz], rows.ravel()[nz], v.ravel()[nz]
+    nearer = sn - np.sign(sn)
+    extra_bits = coder.symbol_bits(nearer, rn, table) - coder.symbol_bits(sn, rn, table)
+    extra_error = (vn - nearer) ** 2 - (vn - sn) ** 2
+    take = extra_bits + kappa * extra_error < 0
+    s.ravel()[nz[take]] = nearer[take]
+    return s
