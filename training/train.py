@@ -5,6 +5,9 @@ Resumable: the state (model, optimizer, step, RNG) is saved atomically to --ckpt
 Logs loss / bpp / PSNR-Y per --log-every steps to <ckpt dir>/log.csv.
 
     python training/train.py --config training/configs/base.json
+    python training/train.py --config training/configs/v4.json --device cuda --data .gpudata
+
+(the second on a GPU machine: docs/MODEL.md says how v4 was trained).
 
 Export the trained weights (with integer CDF tables) for shipping with training/export.py.
 """
