@@ -15,8 +15,8 @@ import torch
 
 from .color import to_10bit, to_8bit, ycbcr_to_rgb
 from .entropy import coder, offsetmap
-from .entropy.rdoq import rdo_round
 from .entropy.bitstream import Bitstream, BitstreamError, varint
+from .entropy.rdoq import rdo_round
 from .entropy.tables import FreqTable
 from .errors import BitlensError
 from .images import SourceImage
