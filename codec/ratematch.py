@@ -7,8 +7,9 @@ Two matchers behind `match_rate`:
 * `fast` (default) - analysis once; each trial computes the exact file size from the stored integer
   CDF tables without running the coder; the first trial comes from the model's prior rate curve, the
   next from that curve shifted through the measured point (images differ mostly by a log-rate
-  offset), then secant / regula-falsi steps on log-bpp. One real encode at the end, corrected if the
-  coder's real size misses the estimate.
+  offset); later steps take the image's log-rate curve as an affine function of the prior's (shift
+  and slope through two trials, regula falsi between bracketing trials, both in the prior curve's
+  coordinates). One real encode at the end, corrected if the coder's real size misses the estimate.
 
 Acceptance (as in the JPEG AI VM): bpp within `tolerance` of the target and not above it
 (`closest=True` drops the "not above" rule). A step-offset map stays fixed while the quality moves,
