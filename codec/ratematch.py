@@ -127,13 +127,13 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
         trace.append((q, b))
         return b
 
-    def invert_prior(log_bpp: float, shift: float) -> int:
-        return int(round(np.interp(log_bpp - shift, prior[1], prior[0])))
+    def invert_prior(log_bpp: float) -> int:
+        return int(round(np.interp(log_bpp, prior[1], prior[0])))
 
     def prior_at(q: int) -> float:
         return float(np.interp(q, prior[0], prior[1]))
 
-    q = invert_prior(aim, 0.0)
+    q = invert_prior(aim)
     below: tuple[int, float] | None = None   # closest bracket points (code, log bpp)
     above: tuple[int, float] | None = None
     for _ in range(MAX_TRIALS):
@@ -157,19 +157,19 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
             (qa, la), (qb, lb2) = below, above
             frac = (aim - la) / (lb2 - la) if lb2 != la else 0.5
             pa, pb = prior_at(qa), prior_at(qb)
-            q = invert_prior(pa + min(max(frac, 0.05), 0.95) * (pb - pa), 0.0)
+            q = invert_prior(pa + min(max(frac, 0.05), 0.95) * (pb - pa))
             q = min(max(q, qa + 1), qb - 1)
         else:
             if (q == 0 and b > target) or (q == QMAX and b < target):
                 raise _range_error(codec, source, target, kmap, tol, an)
-            shift = lb - prior_at(q)   # this image's offset to the prior curve
-            nq = invert_prior(aim, shift)
+            # this image's curve as the prior's through the measured point: shifted after one trial;
+            # with two on one side, also its slope against the prior (kept within 0.5..2)
+            p, slope = prior_at(q), 1.0
             if len(trace) >= 2 and trace[-2][0] != q:
-                # two points on one side: also fit the slope against the prior (within 0.5..2)
-                q1, l1 = trace[-2][0], math.log(trace[-2][1])
-                slope = (lb - l1) / (prior_at(q) - prior_at(q1)) if prior_at(q) != prior_at(q1) else 1.0
-                slope = min(max(slope, 0.5), 2.0)
-                nq = invert_prior(prior_at(q) + (aim - lb) / slope, 0.0)
+                p1 = prior_at(trace[-2][0])
+                if p != p1:
+                    slope = min(max((lb - math.log(trace[-2][1])) / (p - p1), 0.5), 2.0)
+            nq = invert_prior(p + (aim - lb) / slope)
             if nq == q:   # prior is flat here or clamped: step outwards
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
             q = min(max(nq, 0), QMAX)

@@ -9,6 +9,7 @@ import torch
 
 from codec.devices import compare_backends, pixel_sha256
 from codec.images import source_from_array
+from codec.integer import fixedpoint
 from codec.integer.fixedpoint import ACC_LIMIT, PRODUCT_LIMIT
 from codec.model.quality import QMAX
 
@@ -30,7 +31,6 @@ def test_every_layer_has_a_proven_bound(codec):
 @pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
 def test_kernels_equal_int64_reference_at_extreme_inputs(codec, monkeypatch, int8_products):
     # the CPU runs the int8-product kernels; other devices the float64 ones: both must be exact
-    import codec.integer.fixedpoint as fixedpoint
     monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
     gen = torch.Generator().manual_seed(0)
     for name, layer in all_layers(codec):
@@ -44,7 +44,6 @@ def test_kernels_equal_int64_reference_at_extreme_inputs(codec, monkeypatch, int
 
 
 def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):
-    import codec.integer.fixedpoint as fixedpoint
     data = _encode_small(tmp_path, codec).read_bytes()
     int8 = pixel_sha256(codec.decode(data).pixels)
     monkeypatch.setattr(fixedpoint, "INT8_MATMUL", False)

@@ -55,7 +55,7 @@ class IntLayer:
         if self._subpixel:
             self._phases = _phase_offsets(self.weight.shape[-1], self.stride, self.padding)
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
-        self._int8: Int8Weights | None = None
+        self._int8: tuple[Int8Weights, torch.Tensor, torch.Tensor] | None = None
 
     def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """float64 weights, int64 bias and multiplier on `device` (made once per device)."""
@@ -88,12 +88,16 @@ class IntLayer:
         if acc * int(np.abs(self.mult).max()) + (1 << self.shift) >= PRODUCT_LIMIT:
             raise ValueError("requantization product exceeds int64")
 
-    def _int8_weights(self) -> "Int8Weights":
+    def _int8_params(self) -> tuple["Int8Weights", torch.Tensor, torch.Tensor]:
+        """int8 weight pieces and the bias (with the pieces' column offset) and multiplier per
+        output column, (channel, phase) for sub-pixel layers (made once)."""
         if self._int8 is None:
-            w = self.weight
-            if self._subpixel:
-                w = subpixel_kernel(w, self.stride, self.padding)
-            self._int8 = Int8Weights.split(w)
+            w = subpixel_kernel(self.weight, self.stride, self.padding) if self._subpixel else self.weight
+            weights = Int8Weights.split(w)
+            phases = self.stride ** 2 if self._subpixel else 1
+            bias, mult = (torch.from_numpy(v.astype(np.int64)).repeat_interleave(phases)
+                          for v in (self.bias, self.mult))
+            self._int8 = (weights, bias + weights.col_offset, mult)
         return self._int8
 
     def _use_int8(self, x: torch.Tensor) -> bool:
@@ -104,33 +108,29 @@ class IntLayer:
 
     def _forward_int8(self, x: torch.Tensor) -> torch.Tensor:
         """The layer via int8 products (CPU); int16 out, channels-last in memory."""
-        _, bias, mult = self._params(x.device)
-        phases = self.stride ** 2 if self._subpixel else 1      # columns are (channel, phase)
-        bias, mult = bias.view(-1).repeat_interleave(phases), mult.view(-1).repeat_interleave(phases)
-        bias = bias + self._int8_weights().col_offset
+        weights, bias, mult = self._int8_params()
 
         def finish(acc: torch.Tensor) -> torch.Tensor:     # (rows, Cout): channels along the last axis
             return self._finish(acc, bias, mult)
 
         if self._subpixel:
-            d, k = self.stride, self.weight.shape[-1]
-            size = [(n - 1) * d - 2 * self.padding + k + self.output_padding for n in x.shape[-2:]]
-            dmax, dmin = self._phases
-            out = int8_conv(x, self._int8_weights(), 1, (dmax, -dmin), finish)
-            return F.pixel_shuffle(out, d)[..., :size[0], :size[1]]
-        return int8_conv(x, self._int8_weights(), self.stride, (self.padding, self.padding), finish)
+            return self._subpixel_conv(x, lambda v, pad: int8_conv(v, weights, 1, pad, finish))
+        return int8_conv(x, weights, self.stride, (self.padding, self.padding), finish)
+
+    def _subpixel_conv(self, x: torch.Tensor,
+                       conv: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]) -> torch.Tensor:
+        """The transposed convolution as one stride-1 convolution producing every output phase,
+        conv(x, (pad before, pad after)), then a pixel shuffle: the same sums of products, about
+        twice as fast as CPU float64 conv_transpose2d (whose col2im path dominated decode time) for
+        wide layers; narrow ones (the 3-channel output) are faster as they are."""
+        d, k = self.stride, self.weight.shape[-1]
+        size = [(n - 1) * d - 2 * self.padding + k + self.output_padding for n in x.shape[-2:]]
+        dmax, dmin = self._phases
+        return F.pixel_shuffle(conv(x, (dmax, -dmin)), d)[..., :size[0], :size[1]]
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self._subpixel:
-            # the transposed convolution as one stride-1 convolution producing every output phase,
-            # then a pixel shuffle: the same sums of products, about twice as fast as CPU float64
-            # conv_transpose2d (whose col2im path dominated decode time) for wide layers; narrow
-            # ones (the 3-channel output) are faster as they are
-            d, k = self.stride, self.weight.shape[-1]
-            size = [(n - 1) * d - 2 * self.padding + k + self.output_padding for n in x.shape[-2:]]
-            dmax, dmin = self._phases
-            out = F.pixel_shuffle(F.conv2d(F.pad(x, (dmax, -dmin, dmax, -dmin)), w), d)
-            return out[..., :size[0], :size[1]]
+            return self._subpixel_conv(x, lambda v, pad: F.conv2d(F.pad(v, pad * 2), w))
         if self.transposed:
             return F.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
                                       output_padding=self.output_padding)
