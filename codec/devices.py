@@ -145,11 +145,8 @@ def decode_once(codec: LearnedCodec, data: bytes, decoder: str, dtype: str = "fl
 @torch.inference_mode()
 def _float_decode_dtype(codec: LearnedCodec, data: bytes, dtype: torch.dtype) -> np.ndarray:
     """Float synthesis in another precision (float64 or bfloat16 autocast): entropy decoding unchanged."""
-    from .entropy import coder
-    bs, z, kmap, rows = codec.decode_latents(data)
-    mu, log2_sigma = codec._entropy_parameters(z)
-    delta, rows = codec._steps_and_rows(log2_sigma, bs.q_code, kmap)
-    s = coder.decode(bs.y_data, rows, codec.y_table)
+    bs = Bitstream.unpack(data)
+    mu, s, delta = codec.entropy_decode(bs)
     y_hat = torch.from_numpy(mu + s * delta)[None]
     if dtype == torch.bfloat16:
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -15,13 +15,13 @@ import torch
 
 from .color import to_10bit, to_8bit, ycbcr_to_rgb
 from .entropy import coder, offsetmap
-from .entropy.bitstream import Bitstream, BitstreamError, varint
+from .entropy.bitstream import Bitstream, BitstreamError, split_streams, varint
 from .entropy.rdoq import rdo_round
 from .entropy.tables import FreqTable
 from .errors import BitlensError
 from .images import SourceImage
 from .integer.fixedpoint import layer_from_dict
-from .integer.networks import IntegerDecoderNets
+from .integer.networks import IntegerContextNet, IntegerDecoderNets
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
 from .model.quality import Q16, QMAX, log2_step_grid_q16, log2_step_q16, step_from_log2_q16
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
@@ -54,10 +54,23 @@ class Analysis:
     y: np.ndarray            # (M, h, w) float32 latent
     seconds: float
     hypers: dict = field(default_factory=dict)
+    last_symbols: tuple | None = None   # (key, Symbols) of the last quality tried: the matcher's final
+                                        # encode is usually at its last trial's quality
 
     @property
     def grid(self) -> tuple[int, int]:
         return self.y.shape[1], self.y.shape[2]
+
+
+@dataclass
+class Symbols:
+    """Quantized latent of one encode: symbols, the table row each is coded with, steps and means."""
+
+    s: np.ndarray        # (M, h, w) int64
+    rows: np.ndarray     # (M, h, w) scale index
+    delta: np.ndarray    # (M, h, w) quantization step
+    mu: np.ndarray       # (M, h, w) mean (the context model's, on its second half)
+    kmap: np.ndarray     # (h, w) step offsets
 
 
 @dataclass
@@ -114,6 +127,9 @@ class LearnedCodec:
         self.integer = IntegerDecoderNets.from_dict(bundle["integer"]) if "integer" in bundle else None
         self.g_s8 = ([layer_from_dict(v) for v in _layer_dicts(bundle["g_s8"])]
                      if "g_s8" in bundle else None)
+        # checkerboard context model (codec/model/context.py), integer form; None: hyperprior only
+        self.context = (IntegerContextNet.from_dict(bundle["integer_context"])
+                        if "integer_context" in bundle else None)
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
@@ -151,42 +167,68 @@ class LearnedCodec:
             an.hypers[key] = Hyper(z, mu, log2_sigma, coder.encode(z, self._z_rows(z.shape), self.z_table))
         return an.hypers[key]
 
-    def symbols(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None):
-        """Quantized symbols, their table rows and steps for a quality code and offset map."""
+    def symbols(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> Symbols:
+        """Quantized symbols, their table rows, steps and means for a quality code and offset map.
+        With a context model, the anchors are quantized first and the rest with the means and
+        scales the context model derives from them, as the decoder will."""
         kmap = self._check_map(kmap, an.grid)
+        key = (int(q_code), kmap.tobytes(), self.rdoq)
+        if an.last_symbols is not None and an.last_symbols[0] == key:
+            return an.last_symbols[1]
         hy = self.hyper(an, q_code)
         delta, rows = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
-        v = (an.y - hy.mu) / delta
-        s = rdo_round(v, rows, self.y_table) if self.rdoq else np.round(v).astype(np.int64)
-        return s, rows, delta, kmap
+        mu = hy.mu
+        if self.context is None:
+            s = self._quantize((an.y - mu) / delta, rows)
+        else:
+            first, later = anchor_cells(an.grid), ~anchor_cells(an.grid)
+            s = np.zeros(an.y.shape, dtype=np.int64)
+            s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first])
+            mu, rows = self._context_parameters(s, mu, hy.log2_sigma, delta, q_code, kmap)
+            s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later])
+        an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
+        return an.last_symbols[1]
+
+    def _quantize(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return rdo_round(v, rows, self.y_table) if self.rdoq else np.round(v).astype(np.int64)
 
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> int:
         """Exact size of the file `encode` would write, from the stored tables, without coding."""
-        s, rows, _, kmap = self.symbols(an, q_code, kmap)
-        y_bytes = coder.estimate_bytes(coder.coded_bits(s, rows, self.y_table))
-        map_data = offsetmap.encode_map(kmap)
+        sy = self.symbols(an, q_code, kmap)
+        if self.context is None:
+            y_bytes = coder.estimate_bytes(coder.coded_bits(sy.s, sy.rows, self.y_table))
+        else:
+            first, second = (coder.estimate_bytes(coder.coded_bits(s, r, self.y_table))
+                             for s, r in self._halves(sy.s, sy.rows))
+            y_bytes = len(varint(first)) + first + second
+        map_data = offsetmap.encode_map(sy.kmap)
         return self._container_bytes(an.source, map_data, len(self.hyper(an, q_code).z_data), y_bytes)
 
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
         """Ideal y bits spent in each latent cell (h, w): the bits heatmap."""
-        s, rows, _, _ = self.symbols(an, q_code, kmap)
-        return coder.symbol_bits(s, rows, self.y_table).sum(axis=0)
+        sy = self.symbols(an, q_code, kmap)
+        return coder.symbol_bits(sy.s, sy.rows, self.y_table).sum(axis=0)
 
     def encode(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> Encoded:
         """Range-code the image at this quality and map into a complete bitstream."""
         if not 0 <= q_code <= QMAX:
             raise BitlensError(f"quality code {q_code} outside 0..{QMAX}")
-        s, rows, _, kmap = self.symbols(an, q_code, kmap)
+        sy = self.symbols(an, q_code, kmap)
+        if self.context is None:
+            y_data = coder.encode(sy.s, sy.rows, self.y_table)
+        else:   # two streams: the decoder needs the anchors before it knows the other half's rows
+            first, second = (coder.encode(s, r, self.y_table) for s, r in self._halves(sy.s, sy.rows))
+            y_data = varint(len(first)) + first + second
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
-                       offsetmap.encode_map(kmap), self.hyper(an, q_code).z_data, coder.encode(s, rows, self.y_table))
-        return Encoded(bs.pack(), int(q_code), kmap, an.source.width, an.source.height)
+                       offsetmap.encode_map(sy.kmap), self.hyper(an, q_code).z_data, y_data)
+        return Encoded(bs.pack(), int(q_code), sy.kmap, an.source.width, an.source.height)
 
     @torch.inference_mode()
     def reconstruct(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
                     backend: str = "integer") -> np.ndarray:
         """Y'CbCr reconstruction the decoder will produce, without going through the coder."""
-        s, _, delta, _ = self.symbols(an, q_code, kmap)
-        return self._synthesize(self.hyper(an, q_code).mu, s, delta, an.source.height, an.source.width, backend)
+        sy = self.symbols(an, q_code, kmap)
+        return self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend)
 
     def _trained_code(self, q_code: int) -> int:
         """The quality code clamped to the trained levels: beyond them the y steps keep changing
@@ -209,6 +251,13 @@ class LearnedCodec:
             raise BitlensError(f"bitstream is for model {bs.model_id}, this decoder holds model {self.model_id}")
         if bs.q_code > QMAX:
             raise BitstreamError("quality code out of range: corrupted bitstream")
+        mu, s, delta = self.entropy_decode(bs, device)
+        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
+        return self._finish(ycc, bs, time.perf_counter() - t0)
+
+    def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Means, symbols and steps of y from a parsed bitstream (the entropy networks run on the
+        torch `device`). Raises BitstreamError for undecodable streams."""
         h, w = latent_grid(bs.height, bs.width)
         try:
             kmap = offsetmap.decode_map(bs.map_data, (h, w))
@@ -216,14 +265,20 @@ class LearnedCodec:
             z = coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
             mu, log2_sigma = self._entropy_parameters(z, device)
             delta, rows = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
-            s = coder.decode(bs.y_data, rows, self.y_table)
+            if self.context is None:
+                return mu, coder.decode(bs.y_data, rows, self.y_table), delta
+            first, second = split_streams(bs.y_data)
+            anchors = anchor_cells((h, w))
+            s = np.zeros(rows.shape, dtype=np.int64)
+            s[:, anchors] = coder.decode(first, rows[:, anchors], self.y_table)
+            mu, rows = self._context_parameters(s, mu, log2_sigma, delta, bs.q_code, kmap, device)
+            s[:, ~anchors] = coder.decode(second, rows[:, ~anchors], self.y_table)
+            return mu, s, delta
         except coder.CorruptStream as exc:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
-        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
-        return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def decode_latents(self, data: bytes) -> tuple[Bitstream, np.ndarray, np.ndarray, np.ndarray]:
-        """Entropy-decode only: header, z, and the float means' diagnostic inputs (for devices)."""
+        """Header, z, map and the hyperprior's scale rows (the float entropy networks' diagnostic)."""
         bs = Bitstream.unpack(data)
         h, w = latent_grid(bs.height, bs.width)
         z_shape = (self.net.config["Nz"], h // 4, w // 4)
@@ -259,6 +314,22 @@ class LearnedCodec:
         delta = step_from_log2_q16(log2_delta, self.pow2_hi, self.pow2_lo)
         rows = np.searchsorted(self.thresholds, log2_sigma - log2_delta / Q16)
         return delta, rows
+
+    def _context_parameters(self, s: np.ndarray, mu: np.ndarray, log2_sigma: np.ndarray, delta: np.ndarray,
+                            q_code: int, kmap: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        """Means and table rows of every element once the anchors' symbols are known: the anchors
+        keep the hyperprior's, the others get the integer context network's corrections."""
+        log2_delta = log2_step_grid_q16(self.log2_steps_q16, q_code, kmap) / Q16
+        anchors = anchor_cells(kmap.shape)
+        d_mu, d_lr = self.context.shifts(np.where(anchors, s, 0), log2_sigma - log2_delta, device)
+        mu = np.where(anchors, mu, mu + d_mu * delta)
+        _, rows = self._steps_and_rows(np.where(anchors, log2_sigma, log2_sigma + d_lr), q_code, kmap)
+        return mu, rows
+
+    def _halves(self, s: np.ndarray, rows: np.ndarray):
+        """(symbols, rows) of the anchors, then of the other half: the two y streams' contents."""
+        anchors = anchor_cells(s.shape[1:])
+        return (s[:, anchors], rows[:, anchors]), (s[:, ~anchors], rows[:, ~anchors])
 
     def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer",
                     device: str = "cpu") -> np.ndarray:
@@ -300,6 +371,12 @@ class LearnedCodec:
         if map_data is not None:
             n += len(varint(len(map_data))) + len(map_data)
         return n + len(varint(z_bytes)) + z_bytes + len(varint(y_bytes)) + y_bytes
+
+
+def anchor_cells(grid: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool: the checkerboard's anchors, coded first ((row + column) even)."""
+    i, j = np.indices(grid)
+    return (i + j) % 2 == 0
 
 
 def decode_bitstream(data: bytes, backend: str = "integer", device: str = "cpu") -> Decoded:

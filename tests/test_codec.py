@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.engine import latent_grid
+from codec.engine import anchor_cells, latent_grid
 from codec.errors import BitlensError
 from codec.images import load_image, source_from_array
 from codec.metrics import psnr
@@ -37,14 +37,37 @@ def test_rate_and_quality_increase_with_quality_code(codec, small_rgb):
 def test_rdoq_takes_single_steps_toward_the_mean_that_save_bits(codec, small_rgb, monkeypatch):
     an = codec.analyze(source_from_array(small_rgb))
     q = QMAX // 2
-    rdoq, _, _, _ = codec.symbols(an, q)
+    sy = codec.symbols(an, q)
+    rounded = np.round((an.y - sy.mu) / sy.delta)   # against the mean each symbol was coded with
+    changed = sy.s != rounded
+    anchors = anchor_cells(an.grid)
+    assert changed[:, anchors].any() and changed[:, ~anchors].any()   # both halves of the checkerboard
+    assert np.array_equal(sy.s[changed], rounded[changed] - np.sign(rounded[changed]))  # one step nearer 0
     with_rdoq = codec.estimate_bytes(an, q)
     monkeypatch.setattr(codec, "rdoq", False)
-    rounded, _, _, _ = codec.symbols(an, q)
-    changed = rdoq != rounded
-    assert changed.any()
-    assert np.array_equal(rdoq[changed], rounded[changed] - np.sign(rounded[changed]))  # one step nearer 0
+    assert np.array_equal(codec.symbols(an, q).s[:, anchors], rounded[:, anchors])
     assert with_rdoq < codec.estimate_bytes(an, q)
+
+
+def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb):
+    assert codec.context is not None, "the default model has a checkerboard context model"
+    an = codec.analyze(source_from_array(small_rgb))
+    q = QMAX // 2
+    sy = codec.symbols(an, q)
+    hy = codec.hyper(an, q)
+    _, hyper_rows = codec._steps_and_rows(hy.log2_sigma, q, sy.kmap)
+    anchors = anchor_cells(an.grid)
+    # anchors: the hyperprior's means and scales; the other half: the context network's corrections
+    assert np.array_equal(sy.rows[:, anchors], hyper_rows[:, anchors])
+    assert np.array_equal(sy.mu[:, anchors], hy.mu[:, anchors])
+    assert (sy.rows[:, ~anchors] != hyper_rows[:, ~anchors]).mean() > 0.05
+    assert (sy.mu[:, ~anchors] != hy.mu[:, ~anchors]).mean() > 0.05
+    # and those corrections come from the anchors' symbols: change them and the rows move
+    s = sy.s.copy()
+    s[:, anchors] += 1
+    _, moved = codec._context_parameters(s, hy.mu, hy.log2_sigma, sy.delta, q, sy.kmap)
+    assert np.array_equal(moved[:, anchors], sy.rows[:, anchors])
+    assert (moved[:, ~anchors] != sy.rows[:, ~anchors]).any()
 
 
 def test_size_estimate_equals_real_size_across_qualities_and_maps(codec, small_rgb):

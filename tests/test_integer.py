@@ -17,8 +17,9 @@ from .conftest import ROOT, sample_crop
 
 
 def all_layers(codec):
+    context = codec.context.layers if codec.context is not None else []
     return [("h_s/g_s 16-bit", layer) for layer in codec.integer.layers()] + \
-           [("g_s 8-bit", layer) for layer in codec.g_s8]
+           [("g_s 8-bit", layer) for layer in codec.g_s8] + [("context", layer) for layer in context]
 
 
 def test_every_layer_has_a_proven_bound(codec):

@@ -13,12 +13,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.engine import LearnedCodec  # noqa: E402
+from codec.engine import LearnedCodec, anchor_cells  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.integer.fixedpoint import layer_to_dict  # noqa: E402
-from codec.integer.networks import build_integer_nets  # noqa: E402
+from codec.integer.networks import build_integer_context, build_integer_nets  # noqa: E402
+from codec.model.context import CheckerboardContext  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
-from codec.model.quality import QMAX  # noqa: E402
+from codec.model.quality import Q16, QMAX, log2_step_grid_q16  # noqa: E402
 from codec.model.zoo import make_bundle  # noqa: E402
 
 
@@ -33,20 +34,27 @@ def calibration_crops(folder: str, n_images: int) -> list:
 
 
 def integer_parts(bundle: dict, crops: list) -> None:
-    """Calibrate activation ranges on training crops; add the 16-bit integer h_s + g_s and an
-    8-bit-weight g_s to the bundle."""
+    """Calibrate activation ranges on training crops; add the 16-bit integer h_s + g_s, an
+    8-bit-weight g_s and (for models with one) the integer context network to the bundle."""
     codec = LearnedCodec(bundle)
     codec.rdoq = False   # the shipped models' integer nets were calibrated on plainly rounded y
-    zs, ys = [], []
+    zs, ys, contexts = [], [], []
     for src in crops:
         an = codec.analyze(src)
         for q in np.linspace(0, QMAX, 5).astype(int):
             hy = codec.hyper(an, int(q))
             if q == 0 or codec.net.hyper_gain:   # older models: one z per image
                 zs.append(torch.from_numpy(hy.z.astype(np.float32))[None])
-            s, _, delta, _ = codec.symbols(an, int(q))
-            ys.append(torch.from_numpy((hy.mu + s * delta).astype(np.float32))[None])
+            sy = codec.symbols(an, int(q))   # hyperprior only: the anchors' symbols are final
+            ys.append(torch.from_numpy((sy.mu + sy.s * sy.delta).astype(np.float32))[None])
+            if codec.net.context is not None:
+                log2_ratio = hy.log2_sigma - log2_step_grid_q16(codec.log2_steps_q16, int(q), sy.kmap) / Q16
+                s_anchor = np.where(anchor_cells(an.grid), sy.s, 0)
+                contexts.append(CheckerboardContext.inputs(torch.from_numpy(s_anchor)[None].float(),
+                                                           torch.from_numpy(log2_ratio)[None].float()))
     bundle["integer"] = build_integer_nets(codec.net, zs, ys, 16).to_dict()
+    if contexts:
+        bundle["integer_context"] = build_integer_context(codec.net.context, contexts).to_dict()
     g8 = build_integer_nets(codec.net, zs, ys, 8).g_s
     bundle["g_s8"] = {f"{i}.{k}": torch.from_numpy(np.asarray(v))
                       for i, layer in enumerate(g8) for k, v in layer_to_dict(layer).items()}
@@ -74,8 +82,15 @@ def main() -> None:
                     help="extrapolated quality levels below and above the trained ones")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
-    model = VariableRateHyperprior(**state["config"]["model"])
-    model.load_state_dict(state["model"])
+    if "context" in state:   # training/train_context.py: a shipped model plus its context network
+        config = dict(torch.load(state["config"]["init"], weights_only=True)["config"],
+                      context=dict(hidden=state["config"]["hidden"], kernel=state["config"]["kernel"]))
+        model = VariableRateHyperprior(**config)
+        model.load_state_dict(state["net"], strict=False)
+        model.context.load_state_dict(state["context"])
+    else:
+        model = VariableRateHyperprior(**state["config"]["model"])
+        model.load_state_dict(state["model"])
     bundle = make_bundle(model, args.id, args.name or os.path.splitext(os.path.basename(args.output))[0],
                          tuple(args.extra_levels))
     crops = calibration_crops(args.photos, 8)

@@ -90,6 +90,13 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
+def split_streams(data: bytes) -> tuple[bytes, bytes]:
+    """The two parts of a y stream written as varint(len(first)) + first + second (context models)."""
+    r = _Reader(data)
+    first = r.block()
+    return first, data[r.pos:]
+
+
 class _Reader:
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0

@@ -22,12 +22,12 @@ KAPPA = 32.0
 def rdo_round(v: np.ndarray, rows: np.ndarray, table: FreqTable, kappa: float = KAPPA) -> np.ndarray:
     """Integer symbols for v (latents minus means, in steps) coded with `rows` of `table`: each
     round(v), or one step toward zero where that lowers bits + kappa * squared error."""
-    s = np.round(v).astype(np.int64)
+    s = np.round(v).astype(np.int64).ravel()   # a flat copy: writes below must not land in a temporary
     nz = np.flatnonzero(s)          # zeros stay: nothing is nearer the mean (most symbols at low rates)
-    sn, rn, vn = s.ravel()[nz], rows.ravel()[nz], v.ravel()[nz]
+    sn, rn, vn = s[nz], rows.ravel()[nz], v.ravel()[nz]
     nearer = sn - np.sign(sn)
     extra_bits = coder.symbol_bits(nearer, rn, table) - coder.symbol_bits(sn, rn, table)
     extra_error = (vn - nearer) ** 2 - (vn - sn) ** 2
     take = extra_bits + kappa * extra_error < 0
-    s.ravel()[nz[take]] = nearer[take]
-    return s
+    s[nz[take]] = nearer[take]
+    return s.reshape(v.shape)

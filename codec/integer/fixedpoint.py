@@ -225,7 +225,7 @@ def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int]
     Each int8 product sums K terms of |.| <= 2^14: exact in int32 for any K < 2^17. The work runs in
     bands of about `rows` output pixels so that im2col and the int64 passes stay in cache."""
     # channels last, int16: its two bytes are the pieces (high byte = x >> 8, low byte ^ 0x80 = Al)
-    xc = F.pad(x.permute(0, 2, 3, 1).to(torch.int16), (0, 0, pad[0], pad[1], pad[0], pad[1]))
+    xc = F.pad(x.permute(0, 2, 3, 1).to(torch.int16), (0, 0, pad[0], pad[1], pad[0], pad[1])).contiguous()
     b, h, wd, cin = xc.shape
     t, cout = w.taps, w.col_offset.numel()
     oh, ow = (h - t) // stride + 1, (wd - t) // stride + 1

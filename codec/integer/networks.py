@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..model.context import LR_BITS, SYMBOL_CLIP
 from .fixedpoint import ACT_BITS, IntLayer, layer_from_dict, layer_to_dict, pow2_scale, quantize_layer
 
 OUT_SCALE = 2.0 ** -14
@@ -125,3 +126,54 @@ def build_integer_nets(net, z_samples: list[torch.Tensor], y_hat_samples: list[t
     s_y = pow2_scale(max(float(y.abs().max()) for y in y_hat_samples))
     g_layers, _ = quantize_sequence(net.g_s, g_max, s_y, IN_MAX, np.full(3, OUT_SCALE), weight_bits)
     return IntegerDecoderNets(h_layers, g_layers, s_mu, s_ls, s_y, weight_bits)
+
+
+@dataclass
+class IntegerContextNet:
+    """Integer checkerboard context network (codec/model/context.py): anchor symbols and
+    log2(sigma / delta) in, at scale 2^-LR_BITS; mean shift (steps) and log2-scale shift out, at
+    scales `s_dmu` and `s_dlr` (powers of two)."""
+
+    layers: list[IntLayer]
+    s_dmu: float
+    s_dlr: float
+
+    @torch.inference_mode()
+    def shifts(self, s_anchor: np.ndarray, log2_ratio: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        """Mean shift in steps and log2-scale shift (float64, exact dyadic) of every latent element
+        from the anchor symbols (zero elsewhere) and log2(sigma / delta), both (M, h, w)."""
+        one = 1 << LR_BITS
+        s = np.clip(s_anchor, -SYMBOL_CLIP, SYMBOL_CLIP) * one
+        lr = np.clip(np.round(log2_ratio * one), -IN_MAX, IN_MAX)
+        x = torch.from_numpy(np.concatenate([s, lr]).astype(np.int64))[None].to(device)
+        for layer in self.layers:
+            x = layer.forward(x)
+        out = x[0].cpu().numpy().astype(np.float64)
+        m = out.shape[0] // 2
+        return out[:m] * self.s_dmu, out[m:] * self.s_dlr
+
+    def to_dict(self) -> dict:
+        d = {"scales": np.array([self.s_dmu, self.s_dlr])}
+        for i, layer in enumerate(self.layers):
+            for k, v in layer_to_dict(layer).items():
+                d[f"{i}.{k}"] = v
+        return {k: torch.from_numpy(np.asarray(v)) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "IntegerContextNet":
+        d = {k: v.numpy() for k, v in d.items()}
+        n = len({k.split(".")[0] for k in d if k != "scales"})
+        layers = [layer_from_dict({f: d[f"{i}.{f}"] for f in ("weight", "bias", "mult", "meta")}) for i in range(n)]
+        s_dmu, s_dlr = (float(v) for v in d["scales"])
+        return cls(layers, s_dmu, s_dlr)
+
+
+def build_integer_context(ctx, inputs: list[torch.Tensor], weight_bits: int = 16) -> IntegerContextNet:
+    """Quantize the context network from calibration inputs (`CheckerboardContext.inputs` tensors)."""
+    maxima = calibrate(ctx.net, inputs)
+    M = ctx.M
+    s_dmu = pow2_scale(float(maxima[-1][:M].max()))
+    s_dlr = pow2_scale(float(maxima[-1][M:].max()))
+    last = np.concatenate([np.full(M, s_dmu), np.full(M, s_dlr)])
+    layers, _ = quantize_sequence(ctx.net, maxima, 2.0 ** -LR_BITS, IN_MAX, last, weight_bits)
+    return IntegerContextNet(layers, s_dmu, s_dlr)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .context import CheckerboardContext
 from .layers import GDN, FactorizedPrior
 
 SCALE_MIN = 0.11  # smallest scale of the CDF table (in units of the quantization step)
@@ -32,11 +33,13 @@ class VariableRateHyperprior(nn.Module):
 
     def __init__(self, N: int = 128, M: int = 192, Nz: int = 128, levels: int = 6,
                  lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15),
-                 hyper_gain: bool = False):
+                 hyper_gain: bool = False, context: dict | None = None):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, levels=levels, lambdas=list(lambdas))
         if hyper_gain:
             self.config["hyper_gain"] = True
+        if context is not None:
+            self.config["context"] = dict(context)
         self.M, self.levels, self.hyper_gain = M, levels, hyper_gain
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
@@ -45,6 +48,8 @@ class VariableRateHyperprior(nn.Module):
         self.h_s = nn.Sequential(deconv(Nz, N), nn.ReLU(), deconv(N, N * 3 // 2), nn.ReLU(),
                                  conv(N * 3 // 2, 2 * M, 3, 1))
         self.prior_z = FactorizedPrior(Nz)
+        # checkerboard context model of the second half of y (None: hyperprior only)
+        self.context = CheckerboardContext(M, **context) if context is not None else None
         # learned log2 quantization steps, one vector per quality level (level 0 = coarsest)
         init = torch.linspace(1.5, -2.5, levels).unsqueeze(1).repeat(1, M)
         self.log2_steps = nn.Parameter(init)

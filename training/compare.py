@@ -1,0 +1,59 @@
+"""BD-rate of one model bundle against another on training photos, through the real codec.
+
+For choosing between candidates without touching Kodak: both models encode the same 768x512 crops
+of the given photos at the same quality codes (real range coding, integer decoder), and the
+per-photo BD-rate of the candidate against the reference is printed with its mean.
+
+    python training/compare.py resources/models/bitlens-hp-v5.pt resources/models/bitlens-hp-v4.pt \
+        --photos ../shared/data/train-photos --last 4
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from codec.engine import LearnedCodec  # noqa: E402
+from codec.images import load_image  # noqa: E402
+from codec.metrics import bd_rate, psnr  # noqa: E402
+
+
+def rd_points(codec: LearnedCodec, src, codes) -> tuple[list[float], list[float]]:
+    an = codec.analyze(src)
+    bpp, quality = [], []
+    for q in codes:
+        enc = codec.encode(an, int(q))
+        bpp.append(enc.bpp)
+        quality.append(psnr(src.y10(), codec.decode(enc.data).y10))
+    return bpp, quality
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("candidate")
+    ap.add_argument("reference")
+    ap.add_argument("--photos", default="../shared/data/train-photos")
+    ap.add_argument("--last", type=int, default=4, help="use the last N photos (a context model's hold-out)")
+    ap.add_argument("--codes", type=int, nargs="+", default=[16000, 22000, 28000, 34000, 40000])
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    models = [LearnedCodec(torch.load(p, weights_only=True)) for p in (args.candidate, args.reference)]
+    results = []
+    for path in sorted(glob.glob(os.path.join(args.photos, "*.png")))[-args.last:]:
+        src = load_image(path)
+        src.rgb = src.rgb[:512, :768]
+        cand, ref = (rd_points(m, src, args.codes) for m in models)
+        results.append(bd_rate(*ref, *cand))
+        print(f"{os.path.basename(path)}: candidate {np.mean(cand[0]):.4f} bpp {np.mean(cand[1]):.2f} dB, "
+              f"reference {np.mean(ref[0]):.4f} bpp {np.mean(ref[1]):.2f} dB, BD-rate {results[-1]:+.2f}%",
+              flush=True)
+    print(f"mean BD-rate of {args.candidate} against {args.reference}: {np.mean(results):+.2f}%")
+
+
+if __name__ == "__main__":
+    main()

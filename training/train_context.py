@@ -1,0 +1,224 @@
+"""Train the checkerboard context model (codec/model/context.py) on top of a frozen shipped model.
+
+The analysis transform does not depend on the quality, so the latents y of every training photo
+(x scales x horizontal flip) are computed once and cached; each step then only runs the
+hyper-analysis, hyper-synthesis and the small context network on random latent crops, at random
+qualities and random step-offset maps. The loss is the rate of the non-anchor half (the anchors'
+rate and the reconstruction do not change), so this is rate-only training: minutes on a CPU.
+
+    python training/train_context.py --config training/configs/v5-context.json --minutes 60
+
+Resumable: state is saved atomically to --ckpt; logs go to <ckpt dir>/log.csv. The last
+`holdout` photos are never trained on: the script reports the rate saved on them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from codec.entropy.rdoq import KAPPA  # noqa: E402
+from codec.model.context import CheckerboardContext, anchor_mask  # noqa: E402
+from codec.model.hyperprior import SCALE_MIN, VariableRateHyperprior, gaussian_mass, pad_to_multiple  # noqa: E402
+from training.train import load_photos, random_offset_maps  # noqa: E402
+
+
+def load_backbone(path: str) -> VariableRateHyperprior:
+    """The frozen float network of a shipped model bundle."""
+    bundle = torch.load(path, weights_only=True, map_location="cpu")
+    net = VariableRateHyperprior(**bundle["config"])
+    net.load_state_dict({k: v.float() for k, v in bundle["state_dict"].items()})
+    net.eval().requires_grad_(False)
+    return net
+
+
+@torch.no_grad()
+def photo_latents(net: VariableRateHyperprior, photos: list[torch.Tensor]) -> list[torch.Tensor]:
+    """y = g_a(photo) of every photo and of its mirror image (float16, cropped to whole cells)."""
+    from training.train import RGB_TO_YCBCR
+    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32)
+    out = []
+    for im in photos:
+        for flip in (False, True):
+            rgb = (im.flip(2) if flip else im).float()[None] / 255
+            x = torch.einsum("ij,bjhw->bihw", m, rgb)
+            x[:, 1:] += 0.5
+            h, w = x.shape[-2] // 16, x.shape[-1] // 16
+            out.append(net.g_a(pad_to_multiple(x, 64))[0, :, :h, :w].half())
+    return out
+
+
+def random_latents(latents, batch: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    crops = []
+    for _ in range(batch):
+        y = latents[torch.randint(len(latents), (1,), generator=gen).item()]
+        _, h, w = y.shape
+        i = torch.randint(h - size + 1, (1,), generator=gen).item()
+        j = torch.randint(w - size + 1, (1,), generator=gen).item()
+        crops.append(y[:, i:i + size, j:j + size])
+    return torch.stack(crops).float()
+
+
+def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bits of z and the anchors, of the non-anchors with the hyperprior only, and of the non-anchors
+    with the context model (noise proxy and straight-through rounding of z for training, real
+    rounding for evaluation). Gradients reach whichever of the hyper networks are trainable."""
+    log2_step = net.log2_step(q)
+    z = net.hyper_analysis(y, log2_step)
+    z = z + (torch.round(z) - z).detach()
+    bits_z = -torch.log2(net.prior_z.likelihood(z).clamp_min(1e-9)).sum()
+    mu, log2_sigma = net.entropy_parameters(z)
+    log2_delta = log2_step[:, :, None, None] + kmap / 4
+    r = (y - mu) / torch.exp2(log2_delta)
+    log2_ratio = log2_sigma - log2_delta
+    anchors = anchor_mask(*y.shape[-2:], device=y.device)
+    u = torch.empty_like(r).uniform_(-0.5, 0.5) if noise else None
+
+    def bits(v, lr):
+        v = v + u if noise else torch.round(v)
+        return -torch.log2(gaussian_mass(v, torch.exp2(lr).clamp_min(SCALE_MIN)).clamp_min(1e-9))
+
+    hyper_bits = bits(r, log2_ratio)
+    bits_anchor = hyper_bits[..., anchors].sum()
+    bits_hyper = hyper_bits[..., ~anchors].sum()
+    d_mu, d_lr = ctx(rdo_round(r, log2_ratio).detach() * anchors, log2_ratio)
+    bits_ctx = bits(r - d_mu, log2_ratio + d_lr)[..., ~anchors].sum()
+    return bits_anchor + bits_z, bits_hyper, bits_ctx
+
+
+def rdo_round(r: torch.Tensor, log2_ratio: torch.Tensor) -> torch.Tensor:
+    """The encoder's RDOQ (codec/entropy/rdoq.py) with the continuous Gaussian in place of the
+    tables: the context network must learn from anchors quantized the way the encoder does."""
+    s = torch.round(r)
+    nearer = s - torch.sign(s)
+    scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
+    extra_bits = torch.log2(gaussian_mass(s, scale).clamp_min(1e-9) / gaussian_mass(nearer, scale).clamp_min(1e-9))
+    take = (s != 0) & (extra_bits + KAPPA * ((r - nearer) ** 2 - (r - s) ** 2) < 0)
+    return torch.where(take, nearer, s)
+
+
+@torch.no_grad()
+def evaluate(net, ctx, latents, levels: int) -> float:
+    """Total bits (z, anchors, non-anchors with the context) over held-out latents at five qualities,
+    flat map, real rounding."""
+    total = 0.0
+    for y in latents:
+        y = y.float()[None]
+        h, w = (y.shape[-2] // 4) * 4, (y.shape[-1] // 4) * 4
+        y = y[..., :h, :w]
+        for q in np.linspace(0.25, levels - 1.25, 5):
+            other, _, with_ctx = rates(net, ctx, y, torch.tensor([q], dtype=torch.float32),
+                                       torch.zeros(1, 1, h, w), noise=False)
+            total += float(other + with_ctx)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--ckpt", default="checkpoints/ctx/last.pt")
+    ap.add_argument("--minutes", type=float, default=None)
+    args = ap.parse_args()
+    cfg = json.load(open(args.config))
+    torch.set_num_threads(cfg.get("threads", 2))
+    os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
+    net = load_backbone(cfg["init"])
+    ctx = CheckerboardContext(net.M, cfg.get("hidden", 128), cfg.get("kernel", 3))
+    # the hyper networks may be fine-tuned with the context model: rate-only, as y and the steps
+    # (and so the distortion) do not depend on them
+    hyper = [p for name in cfg.get("train_hyper", []) for p in getattr(net, name).parameters()]
+    for p in hyper:
+        p.requires_grad_(True)
+    groups = [dict(params=list(ctx.parameters()), lr=cfg["lr"], base=cfg["lr"])]
+    if hyper:
+        groups.append(dict(params=hyper, lr=cfg["lr_hyper"], base=cfg["lr_hyper"]))
+    opt = torch.optim.Adam(groups)
+    step, seconds = 0, 0.0
+    gen = torch.Generator().manual_seed(cfg.get("seed", 0))
+    if os.path.exists(args.ckpt):
+        state = torch.load(args.ckpt, weights_only=False)
+        ctx.load_state_dict(state["context"])
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = state["step"], state["seconds"]
+        gen.set_state(state["gen"])
+        print(f"resumed at step {step}", flush=True)
+
+    cache = os.path.join(os.path.dirname(args.ckpt), "latents.pt")
+    paths = sorted(glob.glob(os.path.join(cfg["data"], "*.png")))
+    n_train = len(paths) - cfg.get("holdout", 0)
+    if not os.path.exists(cache):
+        t0 = time.time()
+        photos = load_photos(cfg["data"], cfg.get("scales", [1.0]), torch.device("cpu"))
+        per = len(cfg.get("scales", [1.0]))
+        lat = photo_latents(net, photos)
+        torch.save(dict(train=lat[:2 * per * n_train], holdout=lat[2 * per * n_train:]), cache)
+        print(f"cached {len(lat)} latents in {time.time() - t0:.0f} s", flush=True)
+    data = torch.load(cache)
+    batch, size, levels = cfg["batch"], cfg["crop_cells"], net.levels
+    train = [y for y in data["train"] if min(y.shape[-2:]) >= size]
+    holdout = data["holdout"][::2 * len(cfg.get("scales", [1.0]))]   # full-size, unflipped
+
+    log_path = os.path.join(os.path.dirname(args.ckpt), "log.csv")
+    new_log = not os.path.exists(log_path)
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "seconds", "lr", "bits_hyper", "bits_ctx", "saved_total_pct", "bpp"])
+
+    def save() -> None:
+        torch.save(dict(context=ctx.state_dict(), net=net.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
+                        gen=gen.get_state(), config=cfg), args.ckpt + ".tmp")
+        os.replace(args.ckpt + ".tmp", args.ckpt)
+
+    acc = np.zeros(3)
+    npix = cfg.get("log_every", 100) * batch * size * size * 256
+    t_start = time.time()
+    while step < cfg["steps"]:
+        elapsed = seconds + time.time() - t_start
+        decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
+        for g in opt.param_groups:
+            g["lr"] = g["base"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
+        y = random_latents(train, batch, size, gen)
+        q = torch.rand(batch, generator=gen) * (levels - 1)
+        kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
+        other, hyper_bits, with_ctx = rates(net, ctx, y, q, kmap, noise=True)
+        loss = (with_ctx + (other if hyper else 0)) / (batch * size * size * 256)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc += [float(other), float(hyper_bits), float(with_ctx)]
+        if step % cfg.get("log_every", 100) == 0:
+            saved = (acc[1] - acc[2]) / (acc[0] + acc[1]) * 100
+            el = seconds + time.time() - t_start
+            writer.writerow([step, f"{el:.0f}", opt.param_groups[0]["lr"], f"{acc[1]:.0f}", f"{acc[2]:.0f}",
+                             f"{saved:.2f}", f"{(acc[0] + acc[2]) / npix:.4f}"])
+            log.flush()
+            print(f"step {step} {el:.0f}s context saves {saved:.2f}% of all bits, "
+                  f"bpp {(acc[0] + acc[2]) / npix:.4f}", flush=True)
+            acc[:] = 0
+        if step % cfg.get("save_every", 500) == 0:
+            seconds += time.time() - t_start
+            t_start = time.time()
+            save()
+        if args.minutes and seconds + time.time() - t_start > args.minutes * 60:
+            break
+    seconds += time.time() - t_start
+    save()
+    if holdout:
+        # against the shipped model as it was: its own hyper networks and no context (a zero network)
+        base = evaluate(load_backbone(cfg["init"]), CheckerboardContext(net.M, 8, 1), holdout, levels)
+        new = evaluate(net, ctx, holdout, levels)
+        print(f"held-out photos: {base:.0f} -> {new:.0f} bits ({(new / base - 1) * 100:+.2f}%)", flush=True)
+
+if __name__ == "__main__":
+    main()
