@@ -22,6 +22,7 @@ from .errors import BitlensError
 from .images import SourceImage
 from .integer.fixedpoint import layer_from_dict
 from .integer.networks import IntegerContextNet, IntegerDecoderNets
+from .model.context import anchor_mask
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
 from .model.quality import Q16, QMAX, log2_step_grid_q16, log2_step_q16, step_from_log2_q16
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
@@ -184,7 +185,7 @@ class LearnedCodec:
             first, later = anchor_cells(an.grid), ~anchor_cells(an.grid)
             s = np.zeros(an.y.shape, dtype=np.int64)
             s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first])
-            mu, rows = self._context_parameters(s, mu, hy.log2_sigma, delta, q_code, kmap)
+            mu, rows = self._context_parameters(s, mu, hy.log2_sigma, delta, rows, q_code, kmap)
             s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later])
         an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
         return an.last_symbols[1]
@@ -271,7 +272,7 @@ class LearnedCodec:
             anchors = anchor_cells((h, w))
             s = np.zeros(rows.shape, dtype=np.int64)
             s[:, anchors] = coder.decode(first, rows[:, anchors], self.y_table)
-            mu, rows = self._context_parameters(s, mu, log2_sigma, delta, bs.q_code, kmap, device)
+            mu, rows = self._context_parameters(s, mu, log2_sigma, delta, rows, bs.q_code, kmap, device)
             s[:, ~anchors] = coder.decode(second, rows[:, ~anchors], self.y_table)
             return mu, s, delta
         except coder.CorruptStream as exc:
@@ -316,14 +317,16 @@ class LearnedCodec:
         return delta, rows
 
     def _context_parameters(self, s: np.ndarray, mu: np.ndarray, log2_sigma: np.ndarray, delta: np.ndarray,
-                            q_code: int, kmap: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                            rows: np.ndarray, q_code: int, kmap: np.ndarray,
+                            device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Means and table rows of every element once the anchors' symbols are known: the anchors
         keep the hyperprior's, the others get the integer context network's corrections."""
         log2_delta = log2_step_grid_q16(self.log2_steps_q16, q_code, kmap) / Q16
-        anchors = anchor_cells(kmap.shape)
-        d_mu, d_lr = self.context.shifts(np.where(anchors, s, 0), log2_sigma - log2_delta, device)
-        mu = np.where(anchors, mu, mu + d_mu * delta)
-        _, rows = self._steps_and_rows(np.where(anchors, log2_sigma, log2_sigma + d_lr), q_code, kmap)
+        later = ~anchor_cells(kmap.shape)
+        d_mu, d_lr = self.context.shifts(np.where(later, 0, s), log2_sigma - log2_delta, device)
+        mu, rows = mu.copy(), rows.copy()
+        mu[:, later] += d_mu[:, later] * delta[:, later]
+        rows[:, later] = np.searchsorted(self.thresholds, (log2_sigma[:, later] + d_lr[:, later]) - log2_delta[:, later])
         return mu, rows
 
     def _halves(self, s: np.ndarray, rows: np.ndarray):
@@ -375,8 +378,7 @@ class LearnedCodec:
 
 def anchor_cells(grid: tuple[int, int]) -> np.ndarray:
     """(h, w) bool: the checkerboard's anchors, coded first ((row + column) even)."""
-    i, j = np.indices(grid)
-    return (i + j) % 2 == 0
+    return anchor_mask(*grid).numpy()
 
 
 def decode_bitstream(data: bytes, backend: str = "integer", device: str = "cpu") -> Decoded:

@@ -65,7 +65,7 @@ def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb)
     # and those corrections come from the anchors' symbols: change them and the rows move
     s = sy.s.copy()
     s[:, anchors] += 1
-    _, moved = codec._context_parameters(s, hy.mu, hy.log2_sigma, sy.delta, q, sy.kmap)
+    _, moved = codec._context_parameters(s, hy.mu, hy.log2_sigma, sy.delta, hyper_rows, q, sy.kmap)
     assert np.array_equal(moved[:, anchors], sy.rows[:, anchors])
     assert (moved[:, ~anchors] != sy.rows[:, ~anchors]).any()
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from codec.devices import compare_backends, pixel_sha256
+from codec.engine import anchor_cells
 from codec.images import source_from_array
 from codec.integer import fixedpoint
 from codec.integer.fixedpoint import ACC_LIMIT, PRODUCT_LIMIT
@@ -42,6 +43,25 @@ def test_kernels_equal_int64_reference_at_extreme_inputs(codec, monkeypatch, int
         x[..., :3, :] = torch.randint(-layer.in_max, layer.in_max + 1, (1, cin, 3, 7), generator=gen)
         out = layer.forward(x.clone())
         assert torch.equal(out.to(torch.int64), layer.reference_forward(x.clone())), name
+
+
+@pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
+def test_context_network_on_the_non_anchors_alone_equals_the_whole_grid(codec, monkeypatch, int8_products):
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
+    rng = np.random.default_rng(0)
+    grid = (9, 12)
+    later = ~anchor_cells(grid)
+    s = rng.integers(-40, 41, (codec.net.M,) + grid) * ~later
+    log2_ratio = rng.normal(2, 3, (codec.net.M,) + grid)
+    d_mu, d_lr = codec.context.shifts(s, log2_ratio)
+    x = codec.context.inputs(s, log2_ratio)
+    for layer in codec.context.layers:
+        x = layer.reference_forward(x)
+    whole = x[0].numpy()
+    m = codec.net.M
+    assert np.array_equal(d_mu[:, later], whole[:m, later] * codec.context.s_dmu)
+    assert np.array_equal(d_lr[:, later], whole[m:, later] * codec.context.s_dlr)
+    assert not d_mu[:, ~later].any() and np.abs(whole[:m, later]).max() > 0
 
 
 def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):

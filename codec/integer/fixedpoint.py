@@ -154,6 +154,19 @@ class IntLayer:
             acc = self._conv(x.to(torch.float64), self._params(x.device)[0]).to(torch.int64)
         return self._finish(acc, *self._params(x.device)[1:])
 
+    def forward_every_other(self, x: torch.Tensor, r0: int, c0: int) -> torch.Tensor:
+        """The output at rows r0, r0 + 2, ... and columns c0, c0 + 2, ... only: the same values as
+        forward(x)[..., r0::2, c0::2] for a quarter of the work (a stride-1 convolution padded to
+        keep the size, such as the context model's first layer)."""
+        assert not self.transposed and self.stride == 1 and 2 * self.padding + 1 == self.weight.shape[-1]
+        x = x.clamp(-self.in_max, self.in_max)
+        if not self._use_int8(x):
+            return self.forward(x)[..., r0::2, c0::2]
+        weights, bias, mult = self._int8_params()
+        p = self.padding
+        shifted = F.pad(x, (p, p, p, p))[..., r0:, c0:]
+        return int8_conv(shifted, weights, 2, (0, 0), lambda acc: self._finish(acc, bias, mult))
+
     def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same layer with int64 arithmetic only (im2col + integer matmul); slow, for tests."""
         x = x.clamp(-self.in_max, self.in_max).to(torch.int64)
