@@ -107,6 +107,12 @@ def save_png(pixels: np.ndarray, path: str | os.PathLike) -> None:
     write_atomic(path, lambda f: Image.fromarray(pixels).save(f, format="PNG"))
 
 
+# the process umask, read once at import (reading it means setting it): written files get the
+# permissions an ordinary open() would give them, not the temporary file's private 0600
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_atomic(path: str | os.PathLike, write) -> None:
     """Write through a temporary file in the target folder and rename, so no half file is left."""
     path = Path(path)
@@ -120,6 +126,7 @@ def write_atomic(path: str | os.PathLike, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp) if os.path.exists(tmp) else None

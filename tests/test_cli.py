@@ -110,6 +110,15 @@ def test_unwritable_output_leaves_no_partial_file(tmp_path, small_png, capsys):
         ro.chmod(0o700)
 
 
+def test_outputs_get_ordinary_file_permissions(tmp_path, small_png):
+    # written through a private temporary file, but the result gets what open() would give it
+    import codec.images
+    assert main(["encode", str(small_png), "--quality", "5", "-o", str(tmp_path / "o.bln")]) == 0
+    assert main(["decode", str(tmp_path / "o.bln"), "-o", str(tmp_path / "o.png")]) == 0
+    for name in ("o.bln", "o.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~codec.images._UMASK, name
+
+
 def test_output_is_a_directory(tmp_path, small_png, capsys):
     out = tmp_path / "x.bln"
     main(["encode", str(small_png), "--quality", "5", "-o", str(out)])
