@@ -182,7 +182,8 @@ class LearnedCodec:
         if self.context is None:
             s = self._quantize((an.y - mu) / delta, rows)
         else:
-            first, later = anchor_cells(an.grid), ~anchor_cells(an.grid)
+            first = anchor_cells(an.grid)
+            later = ~first
             s = np.zeros(an.y.shape, dtype=np.int64)
             s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first])
             mu, rows = self._context_parameters(s, mu, hy.log2_sigma, delta, rows, q_code, kmap)

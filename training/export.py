@@ -83,10 +83,10 @@ def main() -> None:
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
     if "context" in state:   # training/train_context.py: a shipped model plus its context network
-        config = dict(torch.load(state["config"]["init"], weights_only=True)["config"],
-                      context=dict(hidden=state["config"]["hidden"], kernel=state["config"]["kernel"]))
-        model = VariableRateHyperprior(**config)
-        model.load_state_dict(state["net"], strict=False)
+        base = torch.load(state["config"]["init"], weights_only=True)
+        model = VariableRateHyperprior(**base["config"], context=dict(hidden=state["config"]["hidden"],
+                                                                      kernel=state["config"]["kernel"]))
+        model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
         model.context.load_state_dict(state["context"])
     else:
         model = VariableRateHyperprior(**state["config"]["model"])

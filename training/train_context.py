@@ -69,11 +69,9 @@ def random_latents(latents, batch: int, size: int, gen: torch.Generator) -> torc
 
 def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bits of z and the anchors, of the non-anchors with the hyperprior only, and of the non-anchors
-    with the context model (noise proxy and straight-through rounding of z for training, real
-    rounding for evaluation). Gradients reach whichever of the hyper networks are trainable."""
+    with the context model (noise proxy for training, real rounding for evaluation)."""
     log2_step = net.log2_step(q)
-    z = net.hyper_analysis(y, log2_step)
-    z = z + (torch.round(z) - z).detach()
+    z = torch.round(net.hyper_analysis(y, log2_step))
     bits_z = -torch.log2(net.prior_z.likelihood(z).clamp_min(1e-9)).sum()
     mu, log2_sigma = net.entropy_parameters(z)
     log2_delta = log2_step[:, :, None, None] + kmap / 4
@@ -132,21 +130,12 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
     net = load_backbone(cfg["init"])
     ctx = CheckerboardContext(net.M, cfg.get("hidden", 128), cfg.get("kernel", 3))
-    # the hyper networks may be fine-tuned with the context model: rate-only, as y and the steps
-    # (and so the distortion) do not depend on them
-    hyper = [p for name in cfg.get("train_hyper", []) for p in getattr(net, name).parameters()]
-    for p in hyper:
-        p.requires_grad_(True)
-    groups = [dict(params=list(ctx.parameters()), lr=cfg["lr"], base=cfg["lr"])]
-    if hyper:
-        groups.append(dict(params=hyper, lr=cfg["lr_hyper"], base=cfg["lr_hyper"]))
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(ctx.parameters(), lr=cfg["lr"])
     step, seconds = 0, 0.0
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     if os.path.exists(args.ckpt):
         state = torch.load(args.ckpt, weights_only=False)
         ctx.load_state_dict(state["context"])
-        net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         step, seconds = state["step"], state["seconds"]
         gen.set_state(state["gen"])
@@ -175,30 +164,30 @@ def main() -> None:
         writer.writerow(["step", "seconds", "lr", "bits_hyper", "bits_ctx", "saved_total_pct", "bpp"])
 
     def save() -> None:
-        torch.save(dict(context=ctx.state_dict(), net=net.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
+        torch.save(dict(context=ctx.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
                         gen=gen.get_state(), config=cfg), args.ckpt + ".tmp")
         os.replace(args.ckpt + ".tmp", args.ckpt)
 
-    acc = np.zeros(3)
-    npix = cfg.get("log_every", 100) * batch * size * size * 256
+    acc = np.zeros(4)   # bits: z + anchors, non-anchors (hyperprior), non-anchors (context); steps
     t_start = time.time()
     while step < cfg["steps"]:
         elapsed = seconds + time.time() - t_start
         decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
         for g in opt.param_groups:
-            g["lr"] = g["base"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
+            g["lr"] = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
         y = random_latents(train, batch, size, gen)
         q = torch.rand(batch, generator=gen) * (levels - 1)
         kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
         other, hyper_bits, with_ctx = rates(net, ctx, y, q, kmap, noise=True)
-        loss = (with_ctx + (other if hyper else 0)) / (batch * size * size * 256)
+        loss = with_ctx / (batch * size * size * 256)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
-        acc += [float(other), float(hyper_bits), float(with_ctx)]
+        acc += [float(other), float(hyper_bits), float(with_ctx.detach()), 1]
         if step % cfg.get("log_every", 100) == 0:
             saved = (acc[1] - acc[2]) / (acc[0] + acc[1]) * 100
+            npix = acc[3] * batch * size * size * 256
             el = seconds + time.time() - t_start
             writer.writerow([step, f"{el:.0f}", opt.param_groups[0]["lr"], f"{acc[1]:.0f}", f"{acc[2]:.0f}",
                              f"{saved:.2f}", f"{(acc[0] + acc[2]) / npix:.4f}"])
@@ -215,8 +204,8 @@ def main() -> None:
     seconds += time.time() - t_start
     save()
     if holdout:
-        # against the shipped model as it was: its own hyper networks and no context (a zero network)
-        base = evaluate(load_backbone(cfg["init"]), CheckerboardContext(net.M, 8, 1), holdout, levels)
+        # against the hyperprior alone: a zero context network
+        base = evaluate(net, CheckerboardContext(net.M, 8, 1), holdout, levels)
         new = evaluate(net, ctx, holdout, levels)
         print(f"held-out photos: {base:.0f} -> {new:.0f} bits ({(new / base - 1) * 100:+.2f}%)", flush=True)
 
