@@ -20,7 +20,7 @@ from .entropy.rdoq import rdo_round
 from .entropy.tables import FreqTable
 from .errors import BitlensError
 from .images import SourceImage
-from .integer.fixedpoint import layer_from_dict
+from .integer.fixedpoint import layers_from_dict
 from .integer.networks import IntegerContextNet, IntegerDecoderNets
 from .model.context import anchor_mask
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
@@ -126,8 +126,7 @@ class LearnedCodec:
         self.rate_prior = bundle["rate_prior"].numpy() if "rate_prior" in bundle else default_prior
         # integer hyper-synthesis and synthesis (absent only in bundles made before calibration)
         self.integer = IntegerDecoderNets.from_dict(bundle["integer"]) if "integer" in bundle else None
-        self.g_s8 = ([layer_from_dict(v) for v in _layer_dicts(bundle["g_s8"])]
-                     if "g_s8" in bundle else None)
+        self.g_s8 = layers_from_dict(bundle["g_s8"]) if "g_s8" in bundle else None
         # checkerboard context model (codec/model/context.py), integer form; None: hyperprior only
         self.context = (IntegerContextNet.from_dict(bundle["integer_context"])
                         if "integer_context" in bundle else None)
@@ -197,12 +196,8 @@ class LearnedCodec:
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> int:
         """Exact size of the file `encode` would write, from the stored tables, without coding."""
         sy = self.symbols(an, q_code, kmap)
-        if self.context is None:
-            y_bytes = coder.estimate_bytes(coder.coded_bits(sy.s, sy.rows, self.y_table))
-        else:
-            first, second = (coder.estimate_bytes(coder.coded_bits(s, r, self.y_table))
-                             for s, r in self._halves(sy.s, sy.rows))
-            y_bytes = len(varint(first)) + first + second
+        sizes = [coder.estimate_bytes(coder.coded_bits(s, r, self.y_table)) for s, r in self._y_parts(sy)]
+        y_bytes = sum(sizes) + (len(varint(sizes[0])) if len(sizes) > 1 else 0)
         map_data = offsetmap.encode_map(sy.kmap)
         return self._container_bytes(an.source, map_data, len(self.hyper(an, q_code).z_data), y_bytes)
 
@@ -216,11 +211,8 @@ class LearnedCodec:
         if not 0 <= q_code <= QMAX:
             raise BitlensError(f"quality code {q_code} outside 0..{QMAX}")
         sy = self.symbols(an, q_code, kmap)
-        if self.context is None:
-            y_data = coder.encode(sy.s, sy.rows, self.y_table)
-        else:   # two streams: the decoder needs the anchors before it knows the other half's rows
-            first, second = (coder.encode(s, r, self.y_table) for s, r in self._halves(sy.s, sy.rows))
-            y_data = varint(len(first)) + first + second
+        parts = [coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)]
+        y_data = parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
                        offsetmap.encode_map(sy.kmap), self.hyper(an, q_code).z_data, y_data)
         return Encoded(bs.pack(), int(q_code), sy.kmap, an.source.width, an.source.height)
@@ -260,17 +252,14 @@ class LearnedCodec:
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Means, symbols and steps of y from a parsed bitstream (the entropy networks run on the
         torch `device`). Raises BitstreamError for undecodable streams."""
-        h, w = latent_grid(bs.height, bs.width)
         try:
-            kmap = offsetmap.decode_map(bs.map_data, (h, w))
-            z_shape = (self.net.config["Nz"], h // 4, w // 4)
-            z = coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
+            kmap, z = self._map_and_z(bs)
             mu, log2_sigma = self._entropy_parameters(z, device)
             delta, rows = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
             if self.context is None:
                 return mu, coder.decode(bs.y_data, rows, self.y_table), delta
             first, second = split_streams(bs.y_data)
-            anchors = anchor_cells((h, w))
+            anchors = anchor_cells(kmap.shape)
             s = np.zeros(rows.shape, dtype=np.int64)
             s[:, anchors] = coder.decode(first, rows[:, anchors], self.y_table)
             mu, rows = self._context_parameters(s, mu, log2_sigma, delta, rows, bs.q_code, kmap, device)
@@ -282,10 +271,7 @@ class LearnedCodec:
     def decode_latents(self, data: bytes) -> tuple[Bitstream, np.ndarray, np.ndarray, np.ndarray]:
         """Header, z, map and the hyperprior's scale rows (the float entropy networks' diagnostic)."""
         bs = Bitstream.unpack(data)
-        h, w = latent_grid(bs.height, bs.width)
-        z_shape = (self.net.config["Nz"], h // 4, w // 4)
-        z = coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
-        kmap = offsetmap.decode_map(bs.map_data, (h, w))
+        kmap, z = self._map_and_z(bs)
         return bs, z, kmap, self._steps_and_rows(self._entropy_parameters(z)[1], bs.q_code, kmap)[1]
 
     @torch.inference_mode()
@@ -296,6 +282,16 @@ class LearnedCodec:
         return self._steps_and_rows(log2_sigma[0].cpu().numpy().astype(np.float64), q_code, kmap)[1]
 
     # ---- shared pieces -----------------------------------------------------------------------
+    def _map_and_z(self, bs: Bitstream) -> tuple[np.ndarray, np.ndarray]:
+        """The step-offset map and the hyper-latent z decoded from a parsed bitstream."""
+        h, w = latent_grid(bs.height, bs.width)
+        z_shape = (self.net.config["Nz"], h // 4, w // 4)
+        return offsetmap.decode_map(bs.map_data, (h, w)), coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
+
+    def log2_ratio(self, log2_sigma: np.ndarray, q_code: int, kmap: np.ndarray) -> np.ndarray:
+        """log2(sigma / delta) of every latent element: the scale in steps, as the context network sees it."""
+        return log2_sigma - log2_step_grid_q16(self.log2_steps_q16, q_code, kmap) / Q16
+
     def _net_on(self, device: str) -> VariableRateHyperprior:
         """The float network on a torch device (copied there once)."""
         key = str(torch.device(device))
@@ -322,18 +318,22 @@ class LearnedCodec:
                             device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Means and table rows of every element once the anchors' symbols are known: the anchors
         keep the hyperprior's, the others get the integer context network's corrections."""
-        log2_delta = log2_step_grid_q16(self.log2_steps_q16, q_code, kmap) / Q16
+        log2_ratio = self.log2_ratio(log2_sigma, q_code, kmap)
         later = ~anchor_cells(kmap.shape)
-        d_mu, d_lr = self.context.shifts(np.where(later, 0, s), log2_sigma - log2_delta, device)
+        d_mu, d_lr = self.context.shifts(np.where(later, 0, s), log2_ratio, device)
         mu, rows = mu.copy(), rows.copy()
         mu[:, later] += d_mu[:, later] * delta[:, later]
-        rows[:, later] = np.searchsorted(self.thresholds, (log2_sigma[:, later] + d_lr[:, later]) - log2_delta[:, later])
+        rows[:, later] = np.searchsorted(self.thresholds, log2_ratio[:, later] + d_lr[:, later])
         return mu, rows
 
-    def _halves(self, s: np.ndarray, rows: np.ndarray):
-        """(symbols, rows) of the anchors, then of the other half: the two y streams' contents."""
-        anchors = anchor_cells(s.shape[1:])
-        return (s[:, anchors], rows[:, anchors]), (s[:, ~anchors], rows[:, ~anchors])
+    def _y_parts(self, sy: Symbols) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(symbols, rows) of each y stream: one, or with a context model the anchors and then the
+        other half (written varint(len(first)) + first + second: the decoder needs the anchors
+        before it knows the other half's rows)."""
+        if self.context is None:
+            return [(sy.s, sy.rows)]
+        anchors = anchor_cells(sy.kmap.shape)
+        return [(sy.s[:, anchors], sy.rows[:, anchors]), (sy.s[:, ~anchors], sy.rows[:, ~anchors])]
 
     def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer",
                     device: str = "cpu") -> np.ndarray:
@@ -408,11 +408,6 @@ def _check_device(device: str, backend: str) -> None:
         raise BitlensError(f"device {device!r} is not available here")
     if backend != "float" and not runs_integer(device):
         raise BitlensError(f"the integer decoders need float64, which {device} lacks: use --backend float")
-
-
-def _layer_dicts(d: dict) -> list[dict]:
-    n = len({k.split(".")[0] for k in d})
-    return [{f: d[f"{i}.{f}"] for f in ("weight", "bias", "mult", "meta")} for i in range(n)]
 
 
 _codecs: dict[int, LearnedCodec] = {}

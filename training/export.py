@@ -15,11 +15,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.engine import LearnedCodec, anchor_cells  # noqa: E402
 from codec.images import load_image  # noqa: E402
-from codec.integer.fixedpoint import layer_to_dict  # noqa: E402
+from codec.integer.fixedpoint import layers_to_dict  # noqa: E402
 from codec.integer.networks import build_integer_context, build_integer_nets  # noqa: E402
 from codec.model.context import CheckerboardContext  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
-from codec.model.quality import Q16, QMAX, log2_step_grid_q16  # noqa: E402
+from codec.model.quality import QMAX  # noqa: E402
 from codec.model.zoo import make_bundle  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def integer_parts(bundle: dict, crops: list) -> None:
             sy = codec.symbols(an, int(q))   # hyperprior only: the anchors' symbols are final
             ys.append(torch.from_numpy((sy.mu + sy.s * sy.delta).astype(np.float32))[None])
             if codec.net.context is not None:
-                log2_ratio = hy.log2_sigma - log2_step_grid_q16(codec.log2_steps_q16, int(q), sy.kmap) / Q16
+                log2_ratio = codec.log2_ratio(hy.log2_sigma, int(q), sy.kmap)
                 s_anchor = np.where(anchor_cells(an.grid), sy.s, 0)
                 contexts.append(CheckerboardContext.inputs(torch.from_numpy(s_anchor)[None].float(),
                                                            torch.from_numpy(log2_ratio)[None].float()))
@@ -56,8 +56,7 @@ def integer_parts(bundle: dict, crops: list) -> None:
     if contexts:
         bundle["integer_context"] = build_integer_context(codec.net.context, contexts).to_dict()
     g8 = build_integer_nets(codec.net, zs, ys, 8).g_s
-    bundle["g_s8"] = {f"{i}.{k}": torch.from_numpy(np.asarray(v))
-                      for i, layer in enumerate(g8) for k, v in layer_to_dict(layer).items()}
+    bundle["g_s8"] = layers_to_dict(g8)
 
 
 def rate_prior(bundle: dict, crops: list, n_codes: int = 33) -> np.ndarray:

@@ -48,25 +48,34 @@ def load_photos(folder: str, scales: list[float], device: torch.device) -> list[
     return out
 
 
+def random_window(items: list[torch.Tensor], size: int, gen: torch.Generator) -> torch.Tensor:
+    """A size x size window at a random place in a random one of the (C, H, W) tensors."""
+    im = items[torch.randint(len(items), (1,), generator=gen).item()]
+    _, h, w = im.shape
+    y0 = torch.randint(h - size + 1, (1,), generator=gen).item()
+    x0 = torch.randint(w - size + 1, (1,), generator=gen).item()
+    return im[:, y0:y0 + size, x0:x0 + size]
+
+
+def to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) RGB in [0,1] -> BT.709 full-range Y'CbCr in [0,1], the codec's input."""
+    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32, device=rgb.device)
+    ycc = torch.einsum("ij,bjhw->bihw", m, rgb)
+    ycc[:, 1:] += 0.5
+    return ycc
+
+
 def random_batch(photos, batch: int, crop: int, gen: torch.Generator) -> torch.Tensor:
     """Random crops with random flips, converted to Y'CbCr in [0,1]."""
     crops = []
     for _ in range(batch):
-        im = photos[torch.randint(len(photos), (1,), generator=gen).item()]
-        _, h, w = im.shape
-        y0 = torch.randint(h - crop + 1, (1,), generator=gen).item()
-        x0 = torch.randint(w - crop + 1, (1,), generator=gen).item()
-        c = im[:, y0:y0 + crop, x0:x0 + crop]
+        c = random_window(photos, crop, gen)
         if torch.rand(1, generator=gen).item() < 0.5:
             c = c.flip(2)
         if torch.rand(1, generator=gen).item() < 0.2:
             c = c.flip(1)
         crops.append(c)
-    rgb = torch.stack(crops).float() / 255.0
-    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32, device=rgb.device)
-    ycc = torch.einsum("ij,bjhw->bihw", m, rgb)
-    ycc[:, 1:] += 0.5
-    return ycc
+    return to_ycbcr(torch.stack(crops).float() / 255.0)
 
 
 def random_offset_maps(batch: int, grid: int, gen: torch.Generator, p_flat: float = 0.5) -> torch.Tensor:

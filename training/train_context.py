@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.entropy.rdoq import KAPPA  # noqa: E402
 from codec.model.context import CheckerboardContext, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, VariableRateHyperprior, gaussian_mass, pad_to_multiple  # noqa: E402
-from training.train import load_photos, random_offset_maps  # noqa: E402
+from training.train import load_photos, random_offset_maps, random_window, to_ycbcr  # noqa: E402
 
 
 def load_backbone(path: str) -> VariableRateHyperprior:
@@ -43,28 +43,17 @@ def load_backbone(path: str) -> VariableRateHyperprior:
 @torch.no_grad()
 def photo_latents(net: VariableRateHyperprior, photos: list[torch.Tensor]) -> list[torch.Tensor]:
     """y = g_a(photo) of every photo and of its mirror image (float16, cropped to whole cells)."""
-    from training.train import RGB_TO_YCBCR
-    m = torch.tensor(RGB_TO_YCBCR, dtype=torch.float32)
     out = []
     for im in photos:
         for flip in (False, True):
-            rgb = (im.flip(2) if flip else im).float()[None] / 255
-            x = torch.einsum("ij,bjhw->bihw", m, rgb)
-            x[:, 1:] += 0.5
+            x = to_ycbcr((im.flip(2) if flip else im).float()[None] / 255)
             h, w = x.shape[-2] // 16, x.shape[-1] // 16
             out.append(net.g_a(pad_to_multiple(x, 64))[0, :, :h, :w].half())
     return out
 
 
 def random_latents(latents, batch: int, size: int, gen: torch.Generator) -> torch.Tensor:
-    crops = []
-    for _ in range(batch):
-        y = latents[torch.randint(len(latents), (1,), generator=gen).item()]
-        _, h, w = y.shape
-        i = torch.randint(h - size + 1, (1,), generator=gen).item()
-        j = torch.randint(w - size + 1, (1,), generator=gen).item()
-        crops.append(y[:, i:i + size, j:j + size])
-    return torch.stack(crops).float()
+    return torch.stack([random_window(latents, size, gen) for _ in range(batch)]).float()
 
 
 def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

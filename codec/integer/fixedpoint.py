@@ -352,6 +352,19 @@ def layer_to_dict(layer: IntLayer) -> dict:
     return d
 
 
+def layers_to_dict(layers: list[IntLayer], prefix: str = "") -> dict[str, torch.Tensor]:
+    """A list of layers as flat bundle entries "<prefix><i>.<field>" (torch tensors)."""
+    return {f"{prefix}{i}.{k}": torch.from_numpy(np.asarray(v))
+            for i, layer in enumerate(layers) for k, v in layer_to_dict(layer).items()}
+
+
+def layers_from_dict(d: dict, prefix: str = "") -> list[IntLayer]:
+    """Inverse of `layers_to_dict`: the layers stored under `prefix` in d (other keys ignored)."""
+    n = sum(1 for k in d if k.startswith(prefix) and k.endswith(".meta") and k[len(prefix):].count(".") == 1)
+    return [layer_from_dict({f: d[f"{prefix}{i}.{f}"] for f in ("weight", "bias", "mult", "meta")})
+            for i in range(n)]
+
+
 def layer_from_dict(d: dict) -> IntLayer:
     m = [int(v) for v in d["meta"]]
     return IntLayer(np.asarray(d["weight"], np.int64), np.asarray(d["bias"], np.int64),

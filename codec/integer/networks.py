@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..model.context import LR_BITS, SYMBOL_CLIP
-from .fixedpoint import ACT_BITS, IntLayer, layer_from_dict, layer_to_dict, pow2_scale, quantize_layer
+from .fixedpoint import ACT_BITS, IntLayer, layers_from_dict, layers_to_dict, pow2_scale, quantize_layer
 
 OUT_SCALE = 2.0 ** -14
 IN_MAX = (1 << (ACT_BITS - 1)) - 1
@@ -93,23 +93,14 @@ class IntegerDecoderNets:
         return self.h_s + self.g_s
 
     def to_dict(self) -> dict:
-        d = {"scales": np.array([self.s_mu, self.s_ls, self.s_y]), "weight_bits": np.array(self.weight_bits)}
-        for name, layers in (("h_s", self.h_s), ("g_s", self.g_s)):
-            for i, layer in enumerate(layers):
-                for k, v in layer_to_dict(layer).items():
-                    d[f"{name}.{i}.{k}"] = v
-        return {k: torch.from_numpy(np.asarray(v)) for k, v in d.items()}
+        return {"scales": torch.tensor([self.s_mu, self.s_ls, self.s_y], dtype=torch.float64),
+                "weight_bits": torch.tensor(self.weight_bits),
+                **layers_to_dict(self.h_s, "h_s."), **layers_to_dict(self.g_s, "g_s.")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "IntegerDecoderNets":
-        d = {k: v.numpy() for k, v in d.items()}
-        nets = {}
-        for name in ("h_s", "g_s"):
-            n = len({k.split(".")[1] for k in d if k.startswith(name + ".")})
-            nets[name] = [layer_from_dict({f: d[f"{name}.{i}.{f}"] for f in ("weight", "bias", "mult", "meta")})
-                          for i in range(n)]
         s_mu, s_ls, s_y = (float(v) for v in d["scales"])
-        return cls(nets["h_s"], nets["g_s"], s_mu, s_ls, s_y, int(d["weight_bits"]))
+        return cls(layers_from_dict(d, "h_s."), layers_from_dict(d, "g_s."), s_mu, s_ls, s_y, int(d["weight_bits"]))
 
 
 def build_integer_nets(net, z_samples: list[torch.Tensor], y_hat_samples: list[torch.Tensor],
@@ -167,19 +158,12 @@ class IntegerContextNet:
         assert all(layer.weight.shape[-1] == 1 for layer in self.layers[1:]), "1x1 layers after the first"
 
     def to_dict(self) -> dict:
-        d = {"scales": np.array([self.s_dmu, self.s_dlr])}
-        for i, layer in enumerate(self.layers):
-            for k, v in layer_to_dict(layer).items():
-                d[f"{i}.{k}"] = v
-        return {k: torch.from_numpy(np.asarray(v)) for k, v in d.items()}
+        return {"scales": torch.tensor([self.s_dmu, self.s_dlr], dtype=torch.float64), **layers_to_dict(self.layers)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "IntegerContextNet":
-        d = {k: v.numpy() for k, v in d.items()}
-        n = len({k.split(".")[0] for k in d if k != "scales"})
-        layers = [layer_from_dict({f: d[f"{i}.{f}"] for f in ("weight", "bias", "mult", "meta")}) for i in range(n)]
         s_dmu, s_dlr = (float(v) for v in d["scales"])
-        return cls(layers, s_dmu, s_dlr)
+        return cls(layers_from_dict(d), s_dmu, s_dlr)
 
 
 def build_integer_context(ctx, inputs: list[torch.Tensor], weight_bits: int = 16) -> IntegerContextNet:
