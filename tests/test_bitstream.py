@@ -55,6 +55,15 @@ def test_every_truncation_is_a_clear_error(stream):
         decode_bitstream(stream + b"\x00")
 
 
+@pytest.mark.parametrize("y_data", [b"\xff" * 6, b"\x10abc", b""])
+def test_context_model_y_stream_with_a_damaged_inner_length(stream, y_data):
+    # a checksum-valid file whose y stream cannot be split into the checkerboard's two halves
+    bs = Bitstream.unpack(stream)
+    bs.y_data = y_data
+    with pytest.raises(BitstreamError, match="y stream's inner length"):
+        decode_bitstream(bs.pack())
+
+
 def test_fuzz_mutated_bitstreams_never_escape_as_other_errors(stream):
     rng = np.random.default_rng(1234)
     outcomes = {"ok": 0, "error": 0}

@@ -93,7 +93,11 @@ def varint(n: int) -> bytes:
 def split_streams(data: bytes) -> tuple[bytes, bytes]:
     """The two parts of a y stream written as varint(len(first)) + first + second (context models)."""
     r = _Reader(data)
-    first = r.block()
+    try:
+        first = r.block()
+    except BitstreamError:
+        raise BitstreamError("corrupted bitstream: the y stream's inner length field is malformed "
+                             "or longer than the stream") from None
     return first, data[r.pos:]
 
 
