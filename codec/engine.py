@@ -26,6 +26,7 @@ from .model.context import anchor_mask
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
 from .model.quality import Q16, QMAX, log2_step_grid_q16, log2_step_q16, step_from_log2_q16
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
+from .ratemodel import RateModel
 
 BACKENDS = ("integer", "integer8", "float")
 
@@ -124,6 +125,8 @@ class LearnedCodec:
         # (quality codes, mean log bpp) measured on training photos at export: the fast matcher's prior
         default_prior = np.array([[0, QMAX], [np.log(0.05), np.log(2.0)]])
         self.rate_prior = bundle["rate_prior"].numpy() if "rate_prior" in bundle else default_prior
+        # bits as a function of log2(|y| / step), fitted on training photos: predicts each image's curve
+        self.rate_model = RateModel.from_dict(bundle["rate_model"]) if "rate_model" in bundle else None
         # integer hyper-synthesis and synthesis (absent only in bundles made before calibration)
         self.integer = IntegerDecoderNets.from_dict(bundle["integer"]) if "integer" in bundle else None
         self.g_s8 = layers_from_dict(bundle["g_s8"]) if "g_s8" in bundle else None

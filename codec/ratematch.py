@@ -5,9 +5,10 @@ Two matchers behind `match_rate`:
 * `bisection` - the baseline the JPEG AI VM used: bisection on the quality code, every trial a full
   encode (analysis transform, hyperprior and real range coding).
 * `fast` (default) - analysis once; each trial computes the exact file size from the stored integer
-  CDF tables without running the coder; the first trial comes from the model's prior rate curve, the
-  next from that curve shifted through the measured point (images differ mostly by a log-rate
-  offset); later steps take the image's log-rate curve as an affine function of the prior's (shift
+  CDF tables without running the coder; the first trial comes from a prior rate curve (this image's,
+  predicted from its latent by the model's rate model, `rate_curve`), the next from that curve
+  shifted through the measured point (images differ from it mostly by a log-rate offset); later
+  steps take the image's log-rate curve as an affine function of the prior's (shift
   and slope through two trials, regula falsi between bracketing trials, both in the prior curve's
   coordinates). One real encode at the end, corrected if the coder's real size misses the estimate.
 
@@ -27,6 +28,7 @@ from .engine import Analysis, Encoded, LearnedCodec
 from .errors import BitlensError
 from .images import SourceImage
 from .model.quality import QMAX
+from .ratemodel import CODES, code_log2_steps, magnitude_histogram
 
 METHODS = ("fast", "bisection")
 MAX_TRIALS = 40
@@ -115,7 +117,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
     an = analysis if analysis is not None else codec.analyze(source)
     npix = source.width * source.height
     trace: list[tuple[int, float]] = []
-    prior = codec.rate_prior  # (codes, log bpp) of the model's typical image, increasing in code
+    prior = rate_curve(codec, an, kmap)   # (codes, log bpp), increasing in code
     # aim at the middle of the accepted band, in log-rate
     aim = math.log(target * (1 - tol / 2)) if not closest else math.log(target)
     # the estimate is within a few bytes of the real file; if the real encode still misses the
@@ -174,6 +176,20 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
             q = min(max(nq, 0), QMAX)
     raise _range_error(codec, source, target, kmap, tol, an)
+
+
+def rate_curve(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None = None) -> np.ndarray:
+    """(quality codes, log bpp) the fast matcher starts from: this image's curve predicted from its
+    latent (codec/ratemodel.py) when the model has a rate model, else the model's mean curve over
+    training photos. Made strictly increasing, as the matcher inverts it."""
+    if codec.rate_model is None:
+        return codec.rate_prior
+    kmap = np.zeros(an.grid) if kmap is None else np.asarray(kmap)
+    hist = magnitude_histogram(an.y, kmap, codec.rate_model.width)
+    bits = codec.rate_model.predict_bits(hist, code_log2_steps(codec.log2_steps_q16))
+    log_bpp = np.log(np.maximum(bits, 1.0) / (an.source.width * an.source.height))
+    log_bpp = np.maximum.accumulate(log_bpp) + np.arange(len(CODES)) * 1e-9
+    return np.stack([CODES.astype(np.float64), log_bpp])
 
 
 def _range_error(codec, source, target, kmap, tol, an=None) -> BitlensError:

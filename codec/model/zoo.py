@@ -7,6 +7,7 @@ nothing the decoder depends on is recomputed from floats at run time.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,4 +83,8 @@ def weights_path(model_id: int) -> Path:
 @functools.lru_cache(maxsize=4)
 def load_bundle(model_id: int = DEFAULT_MODEL_ID) -> dict:
     """The stored bundle of a shipped model (cached)."""
-    return torch.load(weights_path(model_id), weights_only=True, map_location="cpu")
+    bundle = torch.load(weights_path(model_id), weights_only=True, map_location="cpu")
+    rate_model = weights_path(model_id).with_suffix(".rate.json")   # training/rate_model.py
+    if rate_model.exists():
+        bundle["rate_model"] = json.loads(rate_model.read_text())
+    return bundle
