@@ -17,7 +17,7 @@ from .color import to_10bit, to_8bit, ycbcr_to_rgb
 from .entropy import coder, offsetmap
 from .entropy.bitstream import Bitstream, BitstreamError, split_streams, varint
 from .entropy.rdoq import rdo_round
-from .entropy.tables import FreqTable
+from .entropy.tables import FreqTable, scale_rows
 from .errors import BitlensError
 from .images import SourceImage
 from .integer.fixedpoint import layers_from_dict
@@ -313,7 +313,7 @@ class LearnedCodec:
         """Quantization step of every latent element and the CDF row (scale index) it is coded with."""
         log2_delta = log2_step_grid_q16(self.log2_steps_q16, q_code, kmap)
         delta = step_from_log2_q16(log2_delta, self.pow2_hi, self.pow2_lo)
-        rows = np.searchsorted(self.thresholds, log2_sigma - log2_delta / Q16)
+        rows = scale_rows(self.thresholds, log2_sigma - log2_delta / Q16)
         return delta, rows
 
     def _context_parameters(self, s: np.ndarray, mu: np.ndarray, log2_sigma: np.ndarray, delta: np.ndarray,
@@ -326,7 +326,7 @@ class LearnedCodec:
         d_mu, d_lr = self.context.shifts(np.where(later, 0, s), log2_ratio, device)
         mu, rows = mu.copy(), rows.copy()
         mu[:, later] += d_mu[:, later] * delta[:, later]
-        rows[:, later] = np.searchsorted(self.thresholds, log2_ratio[:, later] + d_lr[:, later])
+        rows[:, later] = scale_rows(self.thresholds, log2_ratio[:, later] + d_lr[:, later])
         return mu, rows
 
     def _y_parts(self, sy: Symbols) -> list[tuple[np.ndarray, np.ndarray]]:

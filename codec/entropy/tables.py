@@ -40,6 +40,20 @@ def gaussian_scales(n: int = 64, smin: float = 0.11, smax: float = 256.0) -> np.
     return np.exp(np.linspace(np.log(smin), np.log(smax), n))
 
 
+def scale_rows(thresholds: np.ndarray, log2_ratio: np.ndarray) -> np.ndarray:
+    """Table row of every log2(sigma / delta): the number of `thresholds` below it, exactly what
+    np.searchsorted gives. The stored thresholds are evenly spaced in log2, so a first guess comes
+    from arithmetic and one comparison with the stored values either side corrects it; about 3x
+    faster than searchsorted's binary search, which was a tenth of a trial and of decoding."""
+    n = len(thresholds)
+    step = (thresholds[-1] - thresholds[0]) / (n - 1)
+    if n < 2 or np.abs(np.diff(thresholds) - step).max() > 1e-9 * step or np.isnan(log2_ratio).any():
+        return np.searchsorted(thresholds, log2_ratio)
+    guess = np.clip(np.floor((log2_ratio - thresholds[0]) / step) + 1, 0, n).astype(np.int64)
+    edges = np.concatenate([[-np.inf], thresholds, [np.inf]])   # edges[g] = thresholds[g - 1]
+    return guess - (edges[guess] >= log2_ratio) + (edges[guess + 1] < log2_ratio)
+
+
 def gaussian_row(scale: float) -> tuple[np.ndarray, int]:
     """Frequencies of a zero-mean discretized Gaussian over [-R, R] plus escape; returns (freq, -R)."""
     r = max(2, int(np.ceil(9 * scale)))

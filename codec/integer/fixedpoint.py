@@ -51,8 +51,11 @@ class IntLayer:
     out_max: int
 
     def __post_init__(self):
-        self._subpixel = self.transposed and self.stride > 1 and self.out_channels >= 16
-        if self._subpixel:
+        # a strided transposed layer runs as a sub-pixel convolution in int8; in float64 only when
+        # wide (the 3-channel output is faster as a plain float64 transposed convolution)
+        self._int8_subpixel = self.transposed and self.stride > 1
+        self._subpixel = self._int8_subpixel and self.out_channels >= 16
+        if self._int8_subpixel:
             self._phases = _phase_offsets(self.weight.shape[-1], self.stride, self.padding)
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
         self._int8: tuple[Int8Weights, torch.Tensor, torch.Tensor] | None = None
@@ -92,29 +95,31 @@ class IntLayer:
         """int8 weight pieces and the bias (with the pieces' column offset) and multiplier per
         output column, (channel, phase) for sub-pixel layers (made once)."""
         if self._int8 is None:
-            w = subpixel_kernel(self.weight, self.stride, self.padding) if self._subpixel else self.weight
+            w = subpixel_kernel(self.weight, self.stride, self.padding) if self._int8_subpixel else self.weight
             weights = Int8Weights.split(w)
-            phases = self.stride ** 2 if self._subpixel else 1
+            phases = self.stride ** 2 if self._int8_subpixel else 1
             bias, mult = (torch.from_numpy(v.astype(np.int64)).repeat_interleave(phases)
                           for v in (self.bias, self.mult))
             self._int8 = (weights, bias + weights.col_offset, mult)
         return self._int8
 
     def _use_int8(self, x: torch.Tensor) -> bool:
-        """int8 products on the CPU for 16-bit inputs, except plain transposed layers (the 3-channel
-        output: its 12 phase columns make narrow, slow int8 products; float64 is faster there)."""
+        """int8 products on the CPU for 16-bit inputs (not for a stride-1 transposed layer, which
+        no shipped model has)."""
         return (x.device.type == "cpu" and INT8_MATMUL and self.in_max < 1 << 15
-                and (self._subpixel or not self.transposed))
+                and (self._int8_subpixel or not self.transposed))
 
     def _forward_int8(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer via int8 products (CPU); int16 out, channels-last in memory."""
+        """The layer via int8 products (CPU); int16 out, channels-last in memory. Narrow layers
+        (the 3-channel output's 12 phase columns) take the tap-by-tap form, wide ones im2col."""
         weights, bias, mult = self._int8_params()
 
         def finish(acc: torch.Tensor) -> torch.Tensor:     # (rows, Cout): channels along the last axis
             return self._finish(acc, bias, mult)
 
-        if self._subpixel:
-            return self._subpixel_conv(x, lambda v, pad: int8_conv(v, weights, 1, pad, finish))
+        if self._int8_subpixel:
+            conv = int8_conv_by_taps if weights.col_offset.numel() <= NARROW_COLUMNS else int8_conv
+            return self._subpixel_conv(x, lambda v, pad: conv(v, weights, 1, pad, finish))
         return int8_conv(x, weights, self.stride, (self.padding, self.padding), finish)
 
     def _subpixel_conv(self, x: torch.Tensor,
@@ -204,13 +209,15 @@ INT8_MATMUL = hasattr(torch, "_int_mm") and sys.byteorder == "little"
 class Int8Weights:
     """A (Cout,Cin,T,T) integer kernel as int8 matrices (K, Cout) with K ordered (tap row, tap col,
     channel): W = 2^8 * high + low + offset, where offset is 0 for 8-bit weights (one piece) and
-    128 otherwise (two pieces, low in [-128,127])."""
+    128 otherwise (two pieces, low in [-128,127]). `columns` holds the pieces side by side and,
+    when offset, a column of ones (it yields rowsum of the activation pieces)."""
 
     pieces: tuple[torch.Tensor, ...]   # (K, Cout) int8 each: (high, low), or the weights alone
     shifts: tuple[int, ...]            # 8 for high, 0 for low
     offset: int
     col_offset: torch.Tensor  # (Cout,) int64: 128 * sum over K of (W - offset)
     taps: int
+    columns: torch.Tensor     # (K, pieces * Cout [+ 1]) int8
 
     @classmethod
     def split(cls, w: np.ndarray) -> "Int8Weights":
@@ -221,12 +228,33 @@ class Int8Weights:
         else:
             assert int(mat.abs().max()) < 1 << 15
             pieces, shifts, offset = [mat >> 8, (mat & 255) - 128], (8, 0), 128
-        return cls(tuple(p.to(torch.int8).contiguous() for p in pieces), shifts, offset,
-                   128 * (mat - offset).sum(0), taps)
+        pieces = [p.to(torch.int8).contiguous() for p in pieces]
+        ones = [torch.ones(len(mat), 1, dtype=torch.int8)] if offset else []
+        return cls(tuple(pieces), shifts, offset, 128 * (mat - offset).sum(0), taps,
+                   torch.cat(pieces + ones, 1).contiguous())
+
+    def accumulate(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """int64 A.W' + c * rowsum(A) (pixels, Cout) from the int32 products of the activation
+        pieces Ah and Al with `columns`; A.W adds 128 * colsum(W') (`col_offset`, with the bias)."""
+        cout = self.col_offset.numel()
+        both = high.to(torch.int64)                      # 2^8 * (Ah products) + (Al products)
+        torch.add(low, both, alpha=256, out=both)
+        if len(self.pieces) == 1:
+            return both
+        acc = torch.add(both[:, cout:2 * cout], both[:, :cout], alpha=256)
+        k = len(self.columns)   # rowsum(A) = rowsum(2^8 Ah + Al) + 128 K
+        return acc.add_((both[:, -1:] + 128 * k) * self.offset)
+
+
+def _int8_pieces(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ah = x >> 8 and Al = (x & 255) - 128 of int16 x as int8 (the bytes of little-endian int16,
+    the low one with its top bit flipped), with x's shape."""
+    raw = xc.view(torch.int8).view(*xc.shape, 2)            # little-endian: (low, high)
+    return raw[..., 1], raw[..., 0].bitwise_xor(-128)
 
 
 def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int],
-              finish: Callable[[torch.Tensor], torch.Tensor], rows: int = 512) -> torch.Tensor:
+              finish: Callable[[torch.Tensor], torch.Tensor], rows: int = 1024) -> torch.Tensor:
     """Exact integer convolution of integer x (B,Cin,H,W), |x| < 2^15, zero-padded by pad (before,
     after; negative crops) on both axes, by int8 matrix products with int32 accumulators; `finish`
     maps each block of int64 accumulators (pixels, Cout) to the layer's 16-bit output. Returns int16
@@ -237,13 +265,12 @@ def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int]
     per-column constant 128*colsum(W') (`Int8Weights.col_offset`) with the bias.
     Each int8 product sums K terms of |.| <= 2^14: exact in int32 for any K < 2^17. The work runs in
     bands of about `rows` output pixels so that im2col and the int64 passes stay in cache."""
-    # channels last, int16: its two bytes are the pieces (high byte = x >> 8, low byte ^ 0x80 = Al)
+    # channels last, int16: its two bytes are the pieces
     xc = F.pad(x.permute(0, 2, 3, 1).to(torch.int16), (0, 0, pad[0], pad[1], pad[0], pad[1])).contiguous()
     b, h, wd, cin = xc.shape
     t, cout = w.taps, w.col_offset.numel()
     oh, ow = (h - t) // stride + 1, (wd - t) // stride + 1
-    raw = xc.view(torch.int8).view(b, h, wd, cin, 2)            # little-endian: (low, high)
-    pieces = (raw[..., 1], raw[..., 0].bitwise_xor(-128))
+    pieces = _int8_pieces(xc)
     out = torch.empty(b, oh, ow, cout, dtype=torch.int16)
     band = max(1, rows // ow)
 
@@ -255,8 +282,9 @@ def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int]
         return torch.stack(windows(v, r0, r1), 2).reshape((r1 - r0) * ow, -1)
 
     if w.offset:   # rowsum(A) for every output pixel: a box sum of the channel sums
-        box = sum(windows(xc.sum(3, dtype=torch.int64).movedim(0, -1), 0, oh))  # (oh, ow, b)
-        row_sums = w.offset * box.movedim(-1, 0).reshape(b, oh * ow, 1)
+        sum_type = torch.int32 if cin * t * t < 1 << 16 else torch.int64   # |rowsum| <= K * 2^15
+        box = sum(windows(xc.sum(3, dtype=sum_type).movedim(0, -1), 0, oh))  # (oh, ow, b)
+        row_sums = w.offset * box.movedim(-1, 0).reshape(b, oh * ow, 1).to(torch.int64)
     for n in range(b):
         for r0 in range(0, oh, band):
             r1 = min(oh, r0 + band)
@@ -275,6 +303,39 @@ def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int]
             if w.offset:
                 acc.add_(row_sums[n, r0 * ow:r1 * ow])
             out[n, r0:r1] = finish(acc).view(r1 - r0, ow, cout)
+    return out.permute(0, 3, 1, 2)
+
+
+NARROW_COLUMNS = 32   # output columns up to which a stride-1 layer runs tap by tap
+
+
+def int8_conv_by_taps(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int],
+                      finish: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`int8_conv` for stride 1 and few output columns, with the same exact result: one int8
+    product per tap and activation piece instead of im2col. On the zero-padded input flattened to
+    (rows * padded width, Cin), tap (i, j) of every output pixel is the pixel `i * width + j`
+    rows further on, so each tap's operand is a contiguous slice; outputs are computed for the
+    padded width and the columns past the image dropped. With 12 output columns (the last layer
+    of g_s) the im2col copy, K = 9 * Cin bytes per pixel and piece, cost more than the products."""
+    assert stride == 1
+    xc = F.pad(x.permute(0, 2, 3, 1).to(torch.int16), (0, 0, pad[0], pad[1], pad[0], pad[1])).contiguous()
+    b, h, wd, cin = xc.shape
+    t, cout = w.taps, w.col_offset.numel()
+    oh, ow = h - t + 1, wd - t + 1
+    n = oh * wd - (t - 1)                      # flat positions reaching every valid output pixel
+    pieces = [p.reshape(b, h * wd, cin).contiguous() for p in _int8_pieces(xc)]
+    offsets = [i * wd + j for i in range(t) for j in range(t)]
+    out = torch.empty(b, oh, ow, cout, dtype=torch.int16)
+    for m in range(b):
+        sums = []   # per activation piece, int32: each column sums K terms of |.| <= 2^14
+        for piece in pieces:
+            total = torch._int_mm(piece[m, :n], w.columns[:cin])
+            for k, off in enumerate(offsets[1:], 1):
+                total.add_(torch._int_mm(piece[m, off:off + n], w.columns[k * cin:(k + 1) * cin]))
+            sums.append(total)
+        acc = w.accumulate(*sums)
+        acc = F.pad(acc, (0, 0, 0, t - 1)).view(oh, wd, cout)[:, :ow].reshape(oh * ow, cout)
+        out[m] = finish(acc).view(oh, ow, cout)
     return out.permute(0, 3, 1, 2)
 
 
