@@ -117,6 +117,9 @@ class LearnedCodec:
         self.net.eval()
         self._nets = {"cpu": self.net}   # the float network per torch device
         self.log2_steps_q16 = bundle["log2_steps_q16"].numpy()
+        # steps the hyper-analysis is conditioned on (an encoder-only input): the trained ones, also
+        # in a variant whose coding steps were re-balanced after training (training/luma_steps.py)
+        self.hyper_log2_steps_q16 = bundle.get("hyper_log2_steps_q16", bundle["log2_steps_q16"]).numpy()
         # rows of the step table that were trained (the others are extrapolated levels)
         self.trained_levels = tuple(int(v) for v in bundle.get("trained_levels", (1, len(self.log2_steps_q16) - 2)))
         self.pow2_hi, self.pow2_lo = bundle["pow2_hi"].numpy(), bundle["pow2_lo"].numpy()
@@ -162,7 +165,7 @@ class LearnedCodec:
         if key not in an.hypers:
             if len(an.hypers) >= HYPER_CACHE:   # a slider session tries many qualities: drop the oldest
                 del an.hypers[next(iter(an.hypers))]
-            log2_step = log2_step_q16(self.log2_steps_q16, code) / Q16
+            log2_step = log2_step_q16(self.hyper_log2_steps_q16, code) / Q16
             y = torch.from_numpy(an.y)[None]
             z = self.net.hyper_analysis(y, torch.from_numpy(log2_step).float()[None])
             z = torch.round(z)[0].numpy().astype(np.int64)

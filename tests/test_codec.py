@@ -132,3 +132,27 @@ def test_bad_images_are_one_line_errors(tmp_path):
         load_image(tmp_path / "missing.png")
     with pytest.raises(BitlensError, match="directory"):
         load_image(tmp_path)
+
+
+def test_luma_step_variant_is_its_base_with_coarser_chroma_steps(small_rgb):
+    """Model 6 is stored as model 5's id plus the entries that differ: same weights, a per-channel
+    step offset (never negative, large on a few chroma channels), the hyper-analysis still
+    conditioned on the trained steps; its bitstreams carry id 6 and decode."""
+    import torch
+
+    from codec.engine import LearnedCodec, decode_bitstream
+    from codec.model.quality import Q16
+    from codec.model.zoo import load_bundle
+    b5, b6 = load_bundle(5), load_bundle(6)
+    assert b6["model_id"] == 6 and b6["base_model_id"] == 5
+    assert torch.equal(b6["state_dict"]["g_s.0.weight"], b5["state_dict"]["g_s.0.weight"])
+    assert torch.equal(b6["hyper_log2_steps_q16"], b5["log2_steps_q16"])
+    offsets = b6["log2_steps_q16"] - b5["log2_steps_q16"]
+    assert torch.equal(offsets, offsets[:1].expand_as(offsets))     # one offset per channel
+    assert offsets.min() >= 0 and (offsets > Q16 // 2).sum() >= 2
+    src = source_from_array(small_rgb)
+    codec = LearnedCodec.load(6)
+    enc = codec.encode(codec.analyze(src), 30000)
+    dec = decode_bitstream(enc.data)
+    assert dec.header.model_id == 6 and dec.pixels.shape == small_rgb.shape
+    assert psnr(src.y10(), dec.y10, 1023) > 25

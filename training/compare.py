@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.metrics import bd_rate, psnr  # noqa: E402
+from codec.model.zoo import read_bundle  # noqa: E402
 
 
 def rd_points(codec: LearnedCodec, src, codes) -> tuple[list[float], list[float]]:
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--codes", type=int, nargs="+", default=[16000, 22000, 28000, 34000, 40000])
     args = ap.parse_args()
     torch.set_num_threads(2)
-    models = [LearnedCodec(torch.load(p, weights_only=True)) for p in (args.candidate, args.reference)]
+    models = [LearnedCodec(read_bundle(p)) for p in (args.candidate, args.reference)]
     results = []
     for path in sorted(glob.glob(os.path.join(args.photos, "*.png")))[-args.last:]:
         src = load_image(path)

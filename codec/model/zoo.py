@@ -20,7 +20,8 @@ from .quality import pow2_tables
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 # bitstream model id -> weights file stem; older models stay so their bitstreams keep decoding
-MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3", 4: "bitlens-hp-v4", 5: "bitlens-hp-v5"}
+MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3", 4: "bitlens-hp-v4",
+                          5: "bitlens-hp-v5", 6: "bitlens-hp-v6"}
 DEFAULT_MODEL_ID = 5
 
 
@@ -80,11 +81,21 @@ def weights_path(model_id: int) -> Path:
     return path
 
 
+def read_bundle(path: str | Path) -> dict:
+    """A bundle file; a variant (a base model id and the entries that differ, as
+    training/luma_steps.py writes) comes back merged over its base."""
+    bundle = torch.load(path, weights_only=True, map_location="cpu")
+    if "base_model_id" in bundle:
+        bundle = {**load_bundle(int(bundle["base_model_id"])), **bundle}
+    return bundle
+
+
 @functools.lru_cache(maxsize=4)
 def load_bundle(model_id: int = DEFAULT_MODEL_ID) -> dict:
     """The stored bundle of a shipped model (cached)."""
-    bundle = torch.load(weights_path(model_id), weights_only=True, map_location="cpu")
+    bundle = read_bundle(weights_path(model_id))
     rate_model = weights_path(model_id).with_suffix(".rate.json")   # training/rate_model.py
+    bundle.pop("rate_model", None)
     if rate_model.exists():
         bundle["rate_model"] = json.loads(rate_model.read_text())
     return bundle
