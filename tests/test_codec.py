@@ -150,6 +150,7 @@ def test_luma_step_variant_is_its_base_with_coarser_chroma_steps(small_rgb):
     offsets = b6["log2_steps_q16"] - b5["log2_steps_q16"]
     assert torch.equal(offsets, offsets[:1].expand_as(offsets))     # one offset per channel
     assert offsets.min() >= 0 and (offsets > Q16 // 2).sum() >= 2
+    assert b6["rate_model"] != b5["rate_model"]      # each model its own matcher rate model
     src = source_from_array(small_rgb)
     codec = LearnedCodec.load(6)
     enc = codec.encode(codec.analyze(src), 30000)

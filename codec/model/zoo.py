@@ -83,10 +83,12 @@ def weights_path(model_id: int) -> Path:
 
 def read_bundle(path: str | Path) -> dict:
     """A bundle file; a variant (a base model id and the entries that differ, as
-    training/luma_steps.py writes) comes back merged over its base."""
+    training/luma_steps.py writes) comes back merged over its base (not the base's rate model,
+    which `load_bundle` attaches per model)."""
     bundle = torch.load(path, weights_only=True, map_location="cpu")
     if "base_model_id" in bundle:
-        bundle = {**load_bundle(int(bundle["base_model_id"])), **bundle}
+        base = load_bundle(int(bundle["base_model_id"]))
+        bundle = {**{k: v for k, v in base.items() if k != "rate_model"}, **bundle}
     return bundle
 
 
@@ -95,7 +97,6 @@ def load_bundle(model_id: int = DEFAULT_MODEL_ID) -> dict:
     """The stored bundle of a shipped model (cached)."""
     bundle = read_bundle(weights_path(model_id))
     rate_model = weights_path(model_id).with_suffix(".rate.json")   # training/rate_model.py
-    bundle.pop("rate_model", None)
     if rate_model.exists():
         bundle["rate_model"] = json.loads(rate_model.read_text())
     return bundle
