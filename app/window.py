@@ -25,6 +25,7 @@ from codec.bitalloc import auto_map, map_from_painting
 from codec.compare import (Comparison, as_rgb, compare, map_to_image, match_anchor_for_view, painted_region,
                            report_from_bitstream, source_rgb8)
 from codec.engine import LearnedCodec
+from codec.model.zoo import DEFAULT_MODEL_ID, MODELS
 from codec.errors import BitlensError
 from codec.images import SourceImage, load_image, save_png, write_atomic
 from codec.pipeline import EncodeReport, encode_image
@@ -223,6 +224,13 @@ class MainWindow(QMainWindow):
         self.bpp_box.setCurrentText("0.25")
         self.bpp_box.setMinimumContentsLength(5)
         bar.addWidget(self.bpp_box)
+        bar.addWidget(QLabel(" Model "))
+        self.model_box = QComboBox(toolTip="the learned model ours is encoded with")
+        for model_id, name in MODELS.items():
+            self.model_box.addItem(f"{model_id}: {name}" + (" (default)" if model_id == DEFAULT_MODEL_ID else ""),
+                                   model_id)
+        self.model_box.setCurrentIndex(self.model_box.findData(DEFAULT_MODEL_ID))
+        bar.addWidget(self.model_box)
         bar.addAction(self.encode_act)
         bar.addAction(self.cancel_act)
         vbar = QToolBar("View", objectName="view-toolbar")
@@ -255,6 +263,7 @@ class MainWindow(QMainWindow):
         r.fraction.connect(self._fraction)
         r.partial.connect(self._partial)
         r.busy.connect(self._busy)
+        self.model_box.currentIndexChanged.connect(self._model_changed)
         m = self.map_runner
         m.finished.connect(self._auto_map_done)
         m.failed.connect(lambda msg: self.info.setText(f"error: automatic map: {msg}"))
@@ -374,6 +383,26 @@ class MainWindow(QMainWindow):
         return self.runner.is_busy and self.runner.job.name == "open"
 
     # ---- encoding ----------------------------------------------------------------------------
+    def model_id(self) -> int:
+        """The model chosen in the toolbar (every encode of ours, the RD curves and the maps use it)."""
+        return int(self.model_box.currentData())
+
+    def set_model(self, model_id: int) -> None:
+        """Show `model_id` as the chosen model without re-encoding (a session or bitstream sets it)."""
+        i = self.model_box.findData(int(model_id))
+        if i >= 0:
+            self.model_box.blockSignals(True)
+            self.model_box.setCurrentIndex(i)
+            self.model_box.blockSignals(False)
+            self.rd_dock.set_model(int(model_id))
+
+    def _model_changed(self) -> None:
+        """The engineer picked another model: the RD curves are stale; an encoded image is encoded
+        again with it at the same target."""
+        self.rd_dock.set_model(self.model_id())
+        if self.source is not None and self.report is not None:
+            self.encode()
+
     def target_bpp(self) -> float:
         text = self.bpp_box.currentText().strip()
         try:
@@ -403,8 +432,10 @@ class MainWindow(QMainWindow):
         source = self.source
         cached = (self.anchor, self.anchor_note) if self._anchor_key == (id(source), target) else (None, "")
 
+        model_id = self.model_id()
+
         def work(job):
-            codec = LearnedCodec.load()
+            codec = LearnedCodec.load(model_id)
             job(f"encoding at {target:g} bpp{' with the bit-allocation map' if kmap is not None else ''}…", 0.05)
             rep = encode_image(codec, source, target_bpp=target, kmap=kmap)
             job.partial(rep)
@@ -557,11 +588,11 @@ class MainWindow(QMainWindow):
         except BitlensError as exc:
             self._fail(str(exc))
             return None
-        source = self.source
+        source, model_id = self.source, self.model_id()
 
         def work(job):
             job(f"computing the automatic {name} map at {target:g} bpp…")
-            k = auto_map(name, LearnedCodec.load(), source, target)
+            k = auto_map(name, LearnedCodec.load(model_id), source, target)
             return name, map_to_image(k, source.height, source.width)
 
         return self.map_runner.start(work, f"auto-{name}")
@@ -645,8 +676,10 @@ class MainWindow(QMainWindow):
         source, rep, anchor = self.source, ours.result, None if other is None else other.result
         self.bpp_box.setCurrentText(f"{point.target_bpp:g}")
 
+        model_id = self.rd_dock.model_id   # the model the RD points were encoded with
+
         def work(job):
-            return comparison_stage(job, LearnedCodec.load(), source, rep, point.target_bpp, anchor, "")
+            return comparison_stage(job, LearnedCodec.load(model_id), source, rep, point.target_bpp, anchor, "")
 
         return self.runner.start(work, "rd-point")
 
@@ -671,6 +704,7 @@ class MainWindow(QMainWindow):
         source = self.source
         if source is not None and (source.width, source.height) != (header.width, header.height):
             source = None
+        self.set_model(header.model_id)
 
         def work(job):
             job(f"decoding {Path(path).name}…", 0.1)
@@ -712,7 +746,7 @@ class MainWindow(QMainWindow):
                     difference=self.views.difference, brush_radius=b.radius, brush_strength=b.strength,
                     brush_mode=b.mode, rd_targets=list(self.rd_dock.chosen_targets()),
                     rd_anchors=list(self.rd_dock.chosen_anchors()),
-                    devices_subprocesses=self.devices.subprocesses.isChecked())
+                    devices_subprocesses=self.devices.subprocesses.isChecked(), model=self.model_id())
 
     def apply_settings(self, s: dict) -> None:
         if "heatmap" in s and s["heatmap"] in HEATMAP_CHOICES:
@@ -735,6 +769,8 @@ class MainWindow(QMainWindow):
         self.rd_dock.set_choices(s.get("rd_targets"), s.get("rd_anchors"))
         if "devices_subprocesses" in s:
             self.devices.subprocesses.setChecked(bool(s["devices_subprocesses"]))
+        if s.get("model") in MODELS:
+            self.set_model(s["model"])
 
     def session_state(self) -> Session:
         if self.source is None:

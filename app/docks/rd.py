@@ -12,6 +12,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QDockWidget, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from codec.model.zoo import DEFAULT_MODEL_ID
 from codec.rd import CTC_RATES, HIGH_RATES, RDResult, rd_points
 
 from .. import workers
@@ -49,6 +50,7 @@ class RDDock(QDockWidget):
         self.setObjectName("rd")
         self.model = RDModel()
         self.source = None
+        self.model_id = DEFAULT_MODEL_ID    # ours is encoded with this model (the window's choice)
         self.runner = workers.JobRunner(self)
         w = QWidget()
         lay = QVBoxLayout(w)
@@ -130,6 +132,15 @@ class RDDock(QDockWidget):
         self.progress.setValue(0)
         self.status.setText("Run to measure the RD curves of this image.")
 
+    def set_model(self, model_id: int) -> None:
+        """Ours is encoded with `model_id` from now on; curves of another model are dropped."""
+        if model_id == self.model_id:
+            return
+        self.model_id = model_id
+        if self.model.result is not None or self.runner.is_busy:
+            self.set_source(self.source)
+            self.status.setText(f"Run to measure the RD curves of this image with model {model_id}.")
+
     def run(self, targets=None, anchors=None):
         if self.source is None:
             self.status.setText("open an image first")
@@ -141,11 +152,11 @@ class RDDock(QDockWidget):
             return None
         self.model.targets, self.model.anchors = targets, anchors
         self.set_choices(targets, anchors)
-        source = self.source
+        source, model_id = self.source, self.model_id
 
         def work(job):
             from codec.engine import LearnedCodec
-            return rd_points(LearnedCodec.load(), source, targets, anchors,
+            return rd_points(LearnedCodec.load(model_id), source, targets, anchors,
                              progress=lambda i, n, text: job(f"RD: {text} ({i}/{n})", i / n),
                              should_stop=job.should_stop)
 
