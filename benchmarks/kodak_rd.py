@@ -4,7 +4,7 @@ Ours: fast rate matcher, integer decoder, on --threads cores. VVenC: medium pres
 -qpa 0, rate-matched to the closest rate not above each target (cached on disk by codec.anchors).
 Encode time is timed separately at a fixed quality (one analysis + coding) as well as with matching.
 
-    python benchmarks/kodak_rd.py [--limit N] [--markdown docs/kodak_rd.md]
+    python benchmarks/kodak_rd.py [--model ID] [--limit N] [--markdown docs/kodak_rd.md]
 """
 from __future__ import annotations
 
@@ -22,15 +22,17 @@ from codec.errors import BitlensError
 from codec.images import load_image
 from codec.metrics import bd_rate
 from codec.model.quality import QMAX
+from codec.model.zoo import DEFAULT_MODEL_ID
 from codec.pipeline import encode_image
 
 
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--no-vvc", action="store_true")
+    ap.add_argument("--model", type=int, default=DEFAULT_MODEL_ID, help="model id (default: the default model)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    codec = LearnedCodec.load()
+    codec = LearnedCodec.load(args.model)
     paths = images(args)
     ours = {t: [] for t in CTC}     # (bpp, psnr, encode s incl. matching, decode s)
     vvc = {t: [] for t in CTC}
