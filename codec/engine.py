@@ -137,6 +137,9 @@ class LearnedCodec:
         self.context = (IntegerContextNet.from_dict(bundle["integer_context"])
                         if "integer_context" in bundle else None)
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
+        # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
+        for layer in (self.integer.layers() if self.integer else []) + (self.context.layers if self.context else []):
+            layer.prepare()
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
 

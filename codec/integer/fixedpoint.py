@@ -103,6 +103,11 @@ class IntLayer:
             self._int8 = (weights, bias + weights.col_offset, mult)
         return self._int8
 
+    def prepare(self) -> None:
+        """Pack the int8 weight pieces now (once per layer) rather than in the first forward."""
+        if INT8_MATMUL and (self._int8_subpixel or not self.transposed):
+            self._int8_params()
+
     def _use_int8(self, x: torch.Tensor) -> bool:
         """int8 products on the CPU for 16-bit inputs (not for a stride-1 transposed layer, which
         no shipped model has)."""
