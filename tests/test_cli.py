@@ -35,7 +35,10 @@ def test_bitstreams_of_every_shipped_model_decode(tmp_path, small_png, capsys):
     from codec.model.zoo import MODELS
     for model_id, name in MODELS.items():
         out = tmp_path / f"m{model_id}.bln"
-        assert main(["encode", str(small_png), "--quality", "30", "--model", str(model_id), "-o", str(out)]) == 0
+        capsys.readouterr()
+        assert main(["encode", str(small_png), "--quality", "30", "--model", str(model_id), "-o", str(out),
+                     "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["model_id"] == model_id
         assert main(["decode", str(out), "-o", str(tmp_path / "m.png")]) == 0
         capsys.readouterr()
         assert main(["info", str(out), "--json"]) == 0
