@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.entropy.rdoq import KAPPA  # noqa: E402
 from codec.model.context import CheckerboardContext, anchor_mask  # noqa: E402
-from codec.model.hyperprior import SCALE_MIN, VariableRateHyperprior, gaussian_mass, pad_to_multiple  # noqa: E402
+from codec.model.hyperprior import (SCALE_MIN, VariableRateHyperprior, gaussian_mass, pad_to_multiple,  # noqa: E402
+                                    rdoq_symbols)
 from training.train import load_photos, random_offset_maps, random_window, to_ycbcr  # noqa: E402
 
 
@@ -76,20 +76,9 @@ def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor
     hyper_bits = bits(r, log2_ratio)
     bits_anchor = hyper_bits[..., anchors].sum()
     bits_hyper = hyper_bits[..., ~anchors].sum()
-    d_mu, d_lr = ctx(rdo_round(r, log2_ratio).detach() * anchors, log2_ratio)
+    d_mu, d_lr = ctx(rdoq_symbols(r, log2_ratio).detach() * anchors, log2_ratio)
     bits_ctx = bits(r - d_mu, log2_ratio + d_lr)[..., ~anchors].sum()
     return bits_anchor + bits_z, bits_hyper, bits_ctx
-
-
-def rdo_round(r: torch.Tensor, log2_ratio: torch.Tensor) -> torch.Tensor:
-    """The encoder's RDOQ (codec/entropy/rdoq.py) with the continuous Gaussian in place of the
-    tables: the context network must learn from anchors quantized the way the encoder does."""
-    s = torch.round(r)
-    nearer = s - torch.sign(s)
-    scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
-    extra_bits = torch.log2(gaussian_mass(s, scale).clamp_min(1e-9) / gaussian_mass(nearer, scale).clamp_min(1e-9))
-    take = (s != 0) & (extra_bits + KAPPA * ((r - nearer) ** 2 - (r - s) ** 2) < 0)
-    return torch.where(take, nearer, s)
 
 
 @torch.no_grad()

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .context import CheckerboardContext
+from ..entropy.rdoq import KAPPA
+from .context import CheckerboardContext, anchor_mask
 from .layers import GDN, FactorizedPrior
 
 SCALE_MIN = 0.11  # smallest scale of the CDF table (in units of the quantization step)
@@ -105,11 +106,23 @@ class VariableRateHyperprior(nn.Module):
             log2_delta = log2_delta + kmap / 4
         delta = torch.exp2(log2_delta)
         r = (y - mu) / delta
+        log2_ratio = log2_sigma - log2_delta
+        shift = 0.0   # mean shift in steps: the context model's, at the non-anchors
+        if self.context is not None:
+            # as the encoder does: anchors quantized first (with RDOQ), then the non-anchors coded
+            # with the means and scales the context network derives from the anchors' symbols
+            anchors = anchor_mask(*r.shape[-2:], device=r.device)
+            with torch.autocast(r.device.type, enabled=False):   # its outputs count bits: float32
+                d_mu, d_lr = self.context((rdoq_symbols(r, log2_ratio) * anchors).detach(), log2_ratio)
+            later = (~anchors).to(r.dtype)
+            shift = d_mu * later
+            log2_ratio = log2_ratio + d_lr * later
+            r = r - shift
         r_noisy = r + torch.empty_like(r).uniform_(-0.5, 0.5)
         r_round = r + (torch.round(r) - r).detach()
-        scale = torch.exp2(log2_sigma - log2_delta).clamp_min(SCALE_MIN)
+        scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
         bits_y = -torch.log2(gaussian_mass(r_noisy, scale).clamp_min(1e-9)).sum()
-        x_hat = self.g_s[1:](self._fp32(self.g_s[0], mu + r_round * delta)).float()
+        x_hat = self.g_s[1:](self._fp32(self.g_s[0], mu + (r_round + shift) * delta)).float()
         return dict(x_hat=x_hat, bits_y=bits_y, bits_z=bits_z)
 
 
@@ -117,6 +130,18 @@ class VariableRateHyperprior(nn.Module):
     def _fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return layer(x.float())
+
+
+def rdoq_symbols(r: torch.Tensor, log2_ratio: torch.Tensor) -> torch.Tensor:
+    """The encoder's RDOQ (codec/entropy/rdoq.py) with the continuous Gaussian in place of the
+    tables: a symbol moves one step toward the mean where that saves more bits than KAPPA times
+    the squared error it adds. Context networks learn from anchors quantized this way."""
+    s = torch.round(r)
+    nearer = s - torch.sign(s)
+    scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
+    extra_bits = torch.log2(gaussian_mass(s, scale).clamp_min(1e-9) / gaussian_mass(nearer, scale).clamp_min(1e-9))
+    take = (s != 0) & (extra_bits + KAPPA * ((r - nearer) ** 2 - (r - s) ** 2) < 0)
+    return torch.where(take, nearer, s)
 
 
 def gaussian_mass(v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
