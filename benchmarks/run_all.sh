@@ -9,6 +9,6 @@ $PY benchmarks/kodak_rd.py --markdown docs/kodak_rd.md
 $PY benchmarks/ratematch.py --markdown docs/ratematch.md
 $PY benchmarks/integer_decoder.py --markdown docs/integer_decoder.md
 $PY benchmarks/bitalloc.py --markdown docs/bitalloc.md
-$PY benchmarks/chroma.py --markdown docs/chroma.md
+$PY benchmarks/chroma.py --models 5 6 7 --markdown docs/chroma.md
 /usr/bin/time -f "eval wall time %e s" $PY -m codec.cli eval ../shared/data/kodak --codecs ours,vvc,hevc,jpeg \
     --out runs/eval-kodak --jobs 2 2> >(tee runs/eval-kodak.log >&2)

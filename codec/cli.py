@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--auto-map", choices=("vvc", "rdo", "variance"))
     e.add_argument("--model", type=int, default=None,
                    help="model id to encode with (default: 5; 6 is model 5 with its steps tuned for "
-                        "PSNR-Y, at a cost in chroma)")
+                        "PSNR-Y, at a cost in chroma; 7 is model 5 trained further, backbone and context jointly)")
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--json", action="store_true")
 
