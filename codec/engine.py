@@ -7,6 +7,7 @@ one analysis. All sizes returned are of the complete file (header, map, streams 
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -185,7 +186,7 @@ class LearnedCodec:
         if an.last_symbols is not None and an.last_symbols[0] == key:
             return an.last_symbols[1]
         hy = self.hyper(an, q_code)
-        delta, rows = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
+        delta, rows, log2_ratio = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
         mu = hy.mu
         if self.context is None:
             s = self._quantize((an.y - mu) / delta, rows)
@@ -194,7 +195,7 @@ class LearnedCodec:
             later = ~first
             s = np.zeros(an.y.shape, dtype=np.int64)
             s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first])
-            mu, rows = self._context_parameters(s, mu, hy.log2_sigma, delta, rows, q_code, kmap)
+            mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows)
             s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later])
         an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
         return an.last_symbols[1]
@@ -264,14 +265,14 @@ class LearnedCodec:
         try:
             kmap, z = self._map_and_z(bs)
             mu, log2_sigma = self._entropy_parameters(z, device)
-            delta, rows = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
+            delta, rows, log2_ratio = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
             if self.context is None:
                 return mu, coder.decode(bs.y_data, rows, self.y_table), delta
             first, second = split_streams(bs.y_data)
             anchors = anchor_cells(kmap.shape)
             s = np.zeros(rows.shape, dtype=np.int64)
             s[:, anchors] = coder.decode(first, rows[:, anchors], self.y_table)
-            mu, rows = self._context_parameters(s, mu, log2_sigma, delta, rows, bs.q_code, kmap, device)
+            mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows, device)
             s[:, ~anchors] = coder.decode(second, rows[:, ~anchors], self.y_table)
             return mu, s, delta
         except coder.CorruptStream as exc:
@@ -297,10 +298,6 @@ class LearnedCodec:
         z_shape = (self.net.config["Nz"], h // 4, w // 4)
         return offsetmap.decode_map(bs.map_data, (h, w)), coder.decode(bs.z_data, self._z_rows(z_shape), self.z_table)
 
-    def log2_ratio(self, log2_sigma: np.ndarray, q_code: int, kmap: np.ndarray) -> np.ndarray:
-        """log2(sigma / delta) of every latent element: the scale in steps, as the context network sees it."""
-        return log2_sigma - log2_step_grid_q16(self.log2_steps_q16, q_code, kmap) / Q16
-
     def _net_on(self, device: str) -> VariableRateHyperprior:
         """The float network on a torch device (copied there once)."""
         key = str(torch.device(device))
@@ -316,19 +313,18 @@ class LearnedCodec:
         return mu[0].numpy(), log2_sigma[0].numpy().astype(np.float64)
 
     def _steps_and_rows(self, log2_sigma: np.ndarray, q_code: int, kmap: np.ndarray):
-        """Quantization step of every latent element and the CDF row (scale index) it is coded with."""
+        """Quantization step of every latent element, the CDF row (scale index) it is coded with,
+        and log2(sigma / delta), the scale in steps (what the context network sees)."""
         log2_delta = log2_step_grid_q16(self.log2_steps_q16, q_code, kmap)
         delta = step_from_log2_q16(log2_delta, self.pow2_hi, self.pow2_lo)
-        rows = scale_rows(self.thresholds, log2_sigma - log2_delta / Q16)
-        return delta, rows
+        log2_ratio = log2_sigma - log2_delta / Q16
+        return delta, scale_rows(self.thresholds, log2_ratio), log2_ratio
 
-    def _context_parameters(self, s: np.ndarray, mu: np.ndarray, log2_sigma: np.ndarray, delta: np.ndarray,
-                            rows: np.ndarray, q_code: int, kmap: np.ndarray,
-                            device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    def _context_parameters(self, s: np.ndarray, mu: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray,
+                            rows: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Means and table rows of every element once the anchors' symbols are known: the anchors
         keep the hyperprior's, the others get the integer context network's corrections."""
-        log2_ratio = self.log2_ratio(log2_sigma, q_code, kmap)
-        later = ~anchor_cells(kmap.shape)
+        later = ~anchor_cells(s.shape[1:])
         d_mu, d_lr = self.context.shifts(np.where(later, 0, s), log2_ratio, device)
         mu, rows = mu.copy(), rows.copy()
         mu[:, later] += d_mu[:, later] * delta[:, later]
@@ -386,9 +382,13 @@ class LearnedCodec:
         return n + len(varint(z_bytes)) + z_bytes + len(varint(y_bytes)) + y_bytes
 
 
+@functools.lru_cache(maxsize=8)
 def anchor_cells(grid: tuple[int, int]) -> np.ndarray:
-    """(h, w) bool: the checkerboard's anchors, coded first ((row + column) even)."""
-    return anchor_mask(*grid).numpy()
+    """(h, w) bool, read-only: the checkerboard's anchors, coded first ((row + column) even).
+    Made once per grid size: every trial and decode asks for it several times."""
+    cells = anchor_mask(*grid).numpy()
+    cells.setflags(write=False)
+    return cells
 
 
 def decode_bitstream(data: bytes, backend: str = "integer", device: str = "cpu") -> Decoded:

@@ -55,7 +55,7 @@ def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb)
     q = QMAX // 2
     sy = codec.symbols(an, q)
     hy = codec.hyper(an, q)
-    _, hyper_rows = codec._steps_and_rows(hy.log2_sigma, q, sy.kmap)
+    _, hyper_rows, log2_ratio = codec._steps_and_rows(hy.log2_sigma, q, sy.kmap)
     anchors = anchor_cells(an.grid)
     # anchors: the hyperprior's means and scales; the other half: the context network's corrections
     assert np.array_equal(sy.rows[:, anchors], hyper_rows[:, anchors])
@@ -65,7 +65,7 @@ def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb)
     # and those corrections come from the anchors' symbols: change them and the rows move
     s = sy.s.copy()
     s[:, anchors] += 1
-    _, moved = codec._context_parameters(s, hy.mu, hy.log2_sigma, sy.delta, hyper_rows, q, sy.kmap)
+    _, moved = codec._context_parameters(s, hy.mu, log2_ratio, sy.delta, hyper_rows)
     assert np.array_equal(moved[:, anchors], sy.rows[:, anchors])
     assert (moved[:, ~anchors] != sy.rows[:, ~anchors]).any()
 

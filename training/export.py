@@ -48,7 +48,7 @@ def integer_parts(bundle: dict, crops: list) -> None:
             sy = codec.symbols(an, int(q))   # hyperprior only: the anchors' symbols are final
             ys.append(torch.from_numpy((sy.mu + sy.s * sy.delta).astype(np.float32))[None])
             if codec.net.context is not None:
-                log2_ratio = codec.log2_ratio(hy.log2_sigma, int(q), sy.kmap)
+                log2_ratio = codec._steps_and_rows(hy.log2_sigma, int(q), sy.kmap)[2]
                 s_anchor = np.where(anchor_cells(an.grid), sy.s, 0)
                 contexts.append(CheckerboardContext.inputs(torch.from_numpy(s_anchor)[None].float(),
                                                            torch.from_numpy(log2_ratio)[None].float()))

@@ -48,6 +48,18 @@ def load_photos(folder: str, scales: list[float], device: torch.device) -> list[
     return out
 
 
+def open_log(ckpt: str, header: list[str]):
+    """(file, csv writer) appending to log.csv next to the checkpoint; the header only in a new log,
+    so a resumed run continues the same file."""
+    path = os.path.join(os.path.dirname(ckpt), "log.csv")
+    new = not os.path.exists(path)
+    log = open(path, "a", newline="")
+    writer = csv.writer(log)
+    if new:
+        writer.writerow(header)
+    return log, writer
+
+
 def random_window(items: list[torch.Tensor], size: int, gen: torch.Generator) -> torch.Tensor:
     """A size x size window at a random place in a random one of the (C, H, W) tensors."""
     im = items[torch.randint(len(items), (1,), generator=gen).item()]
@@ -123,12 +135,7 @@ def main() -> None:
 
     photos = load_photos(args.data or cfg["data"], cfg.get("scales", [1.0]), device)
     print(f"{len(photos)} training images (photos x scales)", flush=True)
-    log_path = os.path.join(os.path.dirname(args.ckpt), "log.csv")
-    log_new = not os.path.exists(log_path)
-    log = open(log_path, "a", newline="")
-    writer = csv.writer(log)
-    if log_new:
-        writer.writerow(["step", "seconds", "lr", "loss", "bpp", "psnr_y", "q_mean"])
+    log, writer = open_log(args.ckpt, ["step", "seconds", "lr", "loss", "bpp", "psnr_y", "q_mean"])
 
     def save() -> None:
         tmp = args.ckpt + ".tmp"

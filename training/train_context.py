@@ -14,7 +14,6 @@ Resumable: state is saved atomically to --ckpt; logs go to <ckpt dir>/log.csv. T
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import json
 import os
@@ -28,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.model.context import CheckerboardContext, anchor_mask  # noqa: E402
 from codec.model.hyperprior import (SCALE_MIN, VariableRateHyperprior, gaussian_mass, pad_to_multiple,  # noqa: E402
                                     rdoq_symbols)
-from training.train import load_photos, random_offset_maps, random_window, to_ycbcr  # noqa: E402
+from training.train import load_photos, open_log, random_offset_maps, random_window, to_ycbcr  # noqa: E402
 
 
 def load_backbone(path: str) -> VariableRateHyperprior:
@@ -134,12 +133,7 @@ def main() -> None:
     train = [y for y in data["train"] if min(y.shape[-2:]) >= size]
     holdout = data["holdout"][::2 * len(cfg.get("scales", [1.0]))]   # full-size, unflipped
 
-    log_path = os.path.join(os.path.dirname(args.ckpt), "log.csv")
-    new_log = not os.path.exists(log_path)
-    log = open(log_path, "a", newline="")
-    writer = csv.writer(log)
-    if new_log:
-        writer.writerow(["step", "seconds", "lr", "bits_hyper", "bits_ctx", "saved_total_pct", "bpp"])
+    log, writer = open_log(args.ckpt, ["step", "seconds", "lr", "bits_hyper", "bits_ctx", "saved_total_pct", "bpp"])
 
     def save() -> None:
         torch.save(dict(context=ctx.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
