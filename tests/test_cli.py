@@ -139,3 +139,19 @@ def test_console_script_runs_in_a_subprocess(tmp_path, small_png):
     assert r.returncode == 0, r.stderr
     r = run("decode", tmp_path / "corrupt.bln", "-o", tmp_path / "s.png")
     assert r.returncode == 1 and r.stderr.startswith("bitlens: error:") and "Traceback" not in r.stderr
+
+
+def test_damaged_rate_model_is_a_one_line_error(tmp_path, small_png, capsys, monkeypatch):
+    from codec import engine
+    from codec.model import zoo
+    (tmp_path / "bitlens-hp-v1.pt").symlink_to(zoo.MODELS_DIR / "bitlens-hp-v1.pt")
+    (tmp_path / "bitlens-hp-v1.rate.json").write_text("{broken")
+    monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(engine, "_codecs", {})    # no model loaded before this test
+    zoo.load_bundle.cache_clear()
+    try:
+        err = _error(capsys, ["encode", str(small_png), "--quality", "30", "--model", "1",
+                              "-o", str(tmp_path / "o.bln")])
+    finally:
+        zoo.load_bundle.cache_clear()
+    assert "bitlens-hp-v1.rate.json: not a readable rate model" in err

@@ -98,5 +98,12 @@ def load_bundle(model_id: int = DEFAULT_MODEL_ID) -> dict:
     bundle = read_bundle(weights_path(model_id))
     rate_model = weights_path(model_id).with_suffix(".rate.json")   # training/rate_model.py
     if rate_model.exists():
-        bundle["rate_model"] = json.loads(rate_model.read_text())
+        try:
+            fitted = json.loads(rate_model.read_text())
+        except (OSError, ValueError):
+            fitted = None
+        if not isinstance(fitted, dict) or not {"u_lo", "width", "bits"} <= set(fitted):
+            raise BitlensError(f"{rate_model}: not a readable rate model (reinstall it or run "
+                               f"training/rate_model.py --id {model_id})")
+        bundle["rate_model"] = fitted
     return bundle
