@@ -20,18 +20,23 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import load_image  # noqa: E402
-from codec.metrics import bd_rate, psnr  # noqa: E402
+from codec.color import rgb_to_ycbcr  # noqa: E402
+from codec.metrics import bd_rate, plane_psnrs, psnr  # noqa: E402
 from codec.model.zoo import read_bundle  # noqa: E402
 
 
-def rd_points(codec: LearnedCodec, src, codes) -> tuple[list[float], list[float]]:
+def rd_points(codec: LearnedCodec, src, codes) -> tuple[list[float], list[float], list[list[float]]]:
+    """bpp, PSNR-Y and all plane PSNRs (`plane_psnrs`) at each quality code."""
     an = codec.analyze(src)
-    bpp, quality = [], []
+    ref = rgb_to_ycbcr(src.rgb)
+    bpp, quality, planes = [], [], []
     for q in codes:
         enc = codec.encode(an, int(q))
+        dec = codec.decode(enc.data)
         bpp.append(enc.bpp)
-        quality.append(psnr(src.y10(), codec.decode(enc.data).y10))
-    return bpp, quality
+        quality.append(psnr(src.y10(), dec.y10))
+        planes.append(plane_psnrs(ref, dec.pixels))
+    return bpp, quality, planes
 
 
 def main() -> None:
@@ -44,16 +49,20 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     models = [LearnedCodec(read_bundle(p)) for p in (args.candidate, args.reference)]
-    results = []
+    results, chroma = [], []
     for path in sorted(glob.glob(os.path.join(args.photos, "*.png")))[-args.last:]:
         src = load_image(path)
         src.rgb = src.rgb[:512, :768]
         cand, ref = (rd_points(m, src, args.codes) for m in models)
-        results.append(bd_rate(*ref, *cand))
+        results.append(bd_rate(*ref[:2], *cand[:2]))
+        chroma.append([np.mean(cand[2], axis=0)[3:], np.mean(ref[2], axis=0)[3:]])
         print(f"{os.path.basename(path)}: candidate {np.mean(cand[0]):.4f} bpp {np.mean(cand[1]):.2f} dB, "
               f"reference {np.mean(ref[0]):.4f} bpp {np.mean(ref[1]):.2f} dB, BD-rate {results[-1]:+.2f}%",
               flush=True)
     print(f"mean BD-rate of {args.candidate} against {args.reference}: {np.mean(results):+.2f}%")
+    (cb, cr), (rcb, rcr) = np.mean(chroma, axis=0)
+    print(f"mean PSNR-Cb / PSNR-Cr of 2x2 means (4:2:0 resolution) over the codes: candidate "
+          f"{cb:.2f} / {cr:.2f} dB, reference {rcb:.2f} / {rcr:.2f} dB (rates differ: see above)")
 
 
 if __name__ == "__main__":
