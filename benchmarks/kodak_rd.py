@@ -2,7 +2,8 @@
 
 Ours: fast rate matcher, integer decoder, on --threads cores. VVenC: medium preset, 10-bit 4:2:0,
 -qpa 0, rate-matched to the closest rate not above each target (cached on disk by codec.anchors).
-Encode time is timed separately at a fixed quality (one analysis + coding) as well as with matching.
+Encode time is timed separately at a fixed quality (one analysis, coding, loop-filter fit) as well as
+with matching.
 
     python benchmarks/kodak_rd.py [--model ID] [--limit N] [--markdown docs/kodak_rd.md]
 """
@@ -30,9 +31,11 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--no-vvc", action="store_true")
     ap.add_argument("--model", type=int, default=DEFAULT_MODEL_ID, help="model id (default: the default model)")
+    ap.add_argument("--loop-filter", action="store_true", help="encode with the adaptive loop filter")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     codec = LearnedCodec.load(args.model)
+    codec.loop_filter = args.loop_filter
     paths = images(args)
     ours = {t: [] for t in CTC}     # (bpp, psnr, encode s incl. matching, decode s)
     vvc = {t: [] for t in CTC}
@@ -68,7 +71,8 @@ def main() -> None:
                 bd.append(bd_rate(*zip(*theirs), *zip(*mine)))
             except BitlensError as exc:
                 failures.append(f"{os.path.basename(path)} BD-rate: {exc}")
-    lines = [f"Kodak ({len(paths)} images), {args.threads} threads, model {codec.name}", "",
+    lines = [f"Kodak ({len(paths)} images), {args.threads} threads, model {codec.name}, "
+             f"loop filter {'on' if codec.loop_filter else 'off'}", "",
              "| target | ours bpp | ours PSNR-Y | ours encode s (matched) | ours decode s | VVenC bpp | VVenC PSNR-Y | VVenC encode s |",
              "|---|---|---|---|---|---|---|---|"]
     for t in CTC:
@@ -77,7 +81,7 @@ def main() -> None:
         lines.append(f"| {t} ({len(ours[t])} images) | {o[:, 0].mean():.4f} | {o[:, 1].mean():.2f} | {o[:, 2].mean():.2f} | "
                      f"{o[:, 3].mean():.2f} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.2f} | {v[:, 2].mean():.2f} |")
     f = np.array(fixed)
-    lines += ["", f"fixed quality (one analysis + range coding): encode {f[:, 0].mean():.3f} s, "
+    lines += ["", f"fixed quality (one analysis + range coding + loop-filter fit): encode {f[:, 0].mean():.3f} s, "
                   f"integer decode {f[:, 1].mean():.3f} s (mean over images)"]
     r = np.array(reach)
     lines.append(f"reachable range: lowest bpp {r[:, 0].min():.4f}..{r[:, 0].max():.4f}, highest bpp "

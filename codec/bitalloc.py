@@ -110,7 +110,8 @@ def rdo_map(codec: LearnedCodec, an: Analysis, q_code: int, probes=tuple(range(-
     for k in probes:
         kmap = np.full(grid, k)
         rates.append(codec.cell_bits(an, q_code, kmap))
-        rec = np.round(codec.reconstruct(an, q_code, kmap, backend="float")[..., 0] * 1023)  # probe: float is enough
+        # probe: the float synthesis without the loop filter is close enough to compare offsets
+        rec = np.round(codec.reconstruct(an, q_code, kmap, backend="float", filtered=False)[..., 0] * 1023)
         dists.append(cell_average((rec - ref) ** 2, grid) * CELL * CELL)   # squared error per cell
     R, D = np.stack(rates), np.stack(dists)
     budget = R[list(probes).index(0)].sum()

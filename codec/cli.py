@@ -50,8 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--map", help="step offsets k as .npy (image size or latent grid)")
     maps.add_argument("--auto-map", choices=("vvc", "rdo", "variance"))
     e.add_argument("--model", type=int, default=None,
-                   help="model id to encode with (default: 5; 6 is model 5 with its steps tuned for "
-                        "PSNR-Y, at a cost in chroma; 7 is model 5 trained further, backbone and context jointly)")
+                   help="model id to encode with (default: 8; 5 is the previous default; 6 is model 5 with "
+                        "its steps tuned for PSNR-Y, at a cost in chroma; 7 is model 5 trained further, backbone "
+                        "and context jointly; 8 is model 7 trained further with a 4:2:0-aware chroma loss)")
+    e.add_argument("--loop-filter", action="store_true",
+                   help="fit and send an adaptive loop filter per image (about 0.7%% less rate for PSNR-Y, "
+                        "better chroma; the encoder runs a synthesis, about +0.25 s at 768x512)")
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--json", action="store_true")
 
@@ -148,8 +152,9 @@ def _encode(args) -> int:
             sys.stderr.write(f"bitlens: warning: {w}\n")
         out = args.output or os.path.join(args.out_dir, Path(path).stem + ".bln")
         kmap = load_map(args.map, src.height, src.width) if args.map else None
-        rep = encode_image(codec, src, target_bpp=args.bpp, quality=args.quality, method=args.method,
-                           tolerance=args.tolerance, closest=args.closest, kmap=kmap, auto_map=args.auto_map)
+        with codec.options(loop_filter=args.loop_filter):
+            rep = encode_image(codec, src, target_bpp=args.bpp, quality=args.quality, method=args.method,
+                               tolerance=args.tolerance, closest=args.closest, kmap=kmap, auto_map=args.auto_map)
         write_atomic(out, lambda f: f.write(rep.encoded.data))
         results.append(dict(input=path, output=out, **rep.as_dict(), width=src.width, height=src.height,
                             model_id=codec.model_id, warnings=src.warnings))
@@ -213,11 +218,20 @@ def _info(args) -> int:
     payload = dict(input=args.input, bytes=len(data), bpp=len(data) * 8 / (bs.width * bs.height),
                    width=bs.width, height=bs.height, version=bs.version, model_id=bs.model_id,
                    model=MODELS.get(bs.model_id), quality=100 * bs.q_code / QMAX, q_code=bs.q_code,
-                   grayscale=bs.grayscale, map=bs.map_data is not None,
+                   grayscale=bs.grayscale, map=bs.map_data is not None, loop_filter=_filter_planes(bs),
                    map_range=[int(kmap.min()), int(kmap.max())] if kmap is not None else [0, 0],
                    header_bytes=bs.header_bytes(), z_bytes=len(bs.z_data), y_bytes=len(bs.y_data))
     _emit(args, payload, [f"{k}: {v}" for k, v in payload.items()])
     return 0
+
+
+def _filter_planes(bs) -> list[str]:
+    """Planes the bitstream's loop filter changes (empty: no filter block, or identity filters)."""
+    from .loopfilter import unpack
+    if bs.filter_data is None:
+        return []
+    names = ["Y"] if bs.grayscale else ["Y", "Cb", "Cr"]
+    return [n for n, c in zip(names, unpack(bs.filter_data, len(names))) if c.any()]
 
 
 def _add_anchor_eval_parsers(sub) -> None:

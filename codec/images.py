@@ -37,6 +37,11 @@ class SourceImage:
     def width(self) -> int:
         return self.rgb.shape[1]
 
+    @property
+    def planes(self) -> int:
+        """Planes the codec reconstructs: 1 for a grayscale source, else 3 (Y', Cb, Cr)."""
+        return 1 if self.grayscale else 3
+
     def ycbcr(self) -> np.ndarray:
         ycc = rgb_to_ycbcr(self.rgb)
         if self.grayscale:

@@ -88,8 +88,13 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
     lo, hi = 0, QMAX
     best: Encoded | None = None
 
+    last: list[Analysis] = []
+
     def full_encode(q: int) -> Encoded:
-        enc = codec.encode(codec.analyze(source), q, kmap)   # each trial pays the whole encoder
+        # each trial pays the whole encoder, except the loop-filter fit: the filter block has a
+        # fixed size, so the fit is paid once, for the accepted trial, as in `fast`
+        last[:] = [codec.analyze(source)]
+        enc = codec.encode(last[0], q, kmap, fit_filter=False)
         trace.append((q, len(enc.data) * 8 / npix))
         return enc
 
@@ -109,6 +114,7 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
             best = edge
         else:
             raise _range_error(codec, source, target, kmap, tol)
+    best = codec.encode(last[0], best.q_code, kmap)   # the accepted trial, its filter fitted: same size
     return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
 
 

@@ -1,11 +1,15 @@
-"""Bitstream format v1: a small header, the optional map stream, the z and y streams, a CRC-32.
+"""Bitstream format v2: a small header, the optional map and loop-filter blocks, the z and y
+streams, a CRC-32.
 
     magic "BLNS" | version u8 | flags u8 | model id u8 | quality code u16 LE
     | width varint | height varint | [map length varint | map bytes]
-    | z length varint | z bytes | y length varint | y bytes | CRC-32 LE of all preceding bytes
+    | [filter length varint | filter bytes] | z length varint | z bytes | y length varint | y bytes
+    | CRC-32 LE of all preceding bytes
 
-flags: bit 0 = grayscale source, bit 1 = a step-offset map follows. Everything is validated before
-anything is allocated, so damaged or foreign files fail with one clear sentence.
+flags: bit 0 = grayscale source, bit 1 = a step-offset map follows, bit 2 = a loop-filter block
+follows (`codec/loopfilter.py`; version 2 only). Version 1 is version 2 without the filter; a file
+without a filter block is written as version 1. Everything is validated before anything is allocated, so damaged or
+foreign files fail with one clear sentence.
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from dataclasses import dataclass
 from ..errors import BitlensError
 
 MAGIC = b"BLNS"
-VERSION = 1
-FLAG_GRAY, FLAG_MAP = 1, 2
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+FLAG_GRAY, FLAG_MAP, FLAG_FILTER = 1, 2, 4
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 26  # 64 Mpixel: beyond this a header is treated as corrupt rather than allocated
 
@@ -35,6 +40,7 @@ class Bitstream:
     map_data: bytes | None
     z_data: bytes
     y_data: bytes
+    filter_data: bytes | None = None
     version: int = VERSION
 
     def header_bytes(self) -> int:
@@ -42,11 +48,15 @@ class Bitstream:
         return len(self.pack()) - len(self.z_data) - len(self.y_data)
 
     def pack(self) -> bytes:
-        flags = (FLAG_GRAY if self.grayscale else 0) | (FLAG_MAP if self.map_data is not None else 0)
+        flags = ((FLAG_GRAY if self.grayscale else 0) | (FLAG_MAP if self.map_data is not None else 0)
+                 | (FLAG_FILTER if self.filter_data is not None else 0))
         out = bytearray(MAGIC)
-        out += bytes([VERSION, flags, self.model_id]) + self.q_code.to_bytes(2, "little")
+        # version 1 when there is nothing version 2 added, so older Bitlens read those files too
+        version = VERSION if self.filter_data is not None else 1
+        out += bytes([version, flags, self.model_id]) + self.q_code.to_bytes(2, "little")
         out += varint(self.width) + varint(self.height)
-        for part in ([self.map_data] if self.map_data is not None else []) + [self.z_data, self.y_data]:
+        optional = [part for part in (self.map_data, self.filter_data) if part is not None]
+        for part in optional + [self.z_data, self.y_data]:
             out += varint(len(part)) + part
         out += zlib.crc32(out).to_bytes(4, "little")
         return bytes(out)
@@ -60,15 +70,18 @@ class Bitstream:
         r = _Reader(data)
         r.take(4)
         version, flags, model_id = r.take(3)
-        if version != VERSION:
-            raise BitstreamError(f"unsupported bitstream version {version} (this Bitlens reads version {VERSION})")
-        if flags & ~(FLAG_GRAY | FLAG_MAP):
+        if version not in READABLE_VERSIONS:
+            raise BitstreamError(f"unsupported bitstream version {version} (this Bitlens reads versions "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))})")
+        known = FLAG_GRAY | FLAG_MAP | (FLAG_FILTER if version >= 2 else 0)
+        if flags & ~known:
             raise BitstreamError(f"unknown header flags 0x{flags:02x}: corrupted bitstream")
         q_code = int.from_bytes(r.take(2), "little")
         width, height = r.varint(), r.varint()
         if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE and width * height <= MAX_PIXELS):
             raise BitstreamError(f"header announces an impossible image size {width}x{height}: corrupted bitstream")
         map_data = r.block() if flags & FLAG_MAP else None
+        filter_data = r.block() if flags & FLAG_FILTER else None
         z_data, y_data = r.block(), r.block()
         body = r.pos
         if len(data) < body + 4:
@@ -77,7 +90,8 @@ class Bitstream:
             raise BitstreamError(f"{len(data) - body - 4} unexpected bytes after the end of the bitstream")
         if zlib.crc32(data[:body]) != int.from_bytes(data[body:body + 4], "little"):
             raise BitstreamError("checksum mismatch: the bitstream is corrupted")
-        return cls(width, height, model_id, q_code, bool(flags & FLAG_GRAY), map_data, z_data, y_data, version)
+        return cls(width, height, model_id, q_code, bool(flags & FLAG_GRAY), map_data, z_data, y_data,
+                   filter_data, version)
 
 
 def varint(n: int) -> bytes:

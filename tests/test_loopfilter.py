@@ -1,0 +1,111 @@
+"""The adaptive loop filter: exact integer arithmetic, a fit that helps, and the bitstream block."""
+import dataclasses
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from codec import loopfilter
+from codec.entropy.bitstream import Bitstream, BitstreamError
+from codec.images import source_from_array
+from codec.metrics import psnr
+from codec.model.quality import QMAX
+
+from .conftest import sample_crop
+
+
+def reference_filter(plane: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """The filter's formula written out with Python integers (floor shift), edges replicated."""
+    r = loopfilter.RADIUS
+    pad = np.pad(plane.astype(object), r, mode="edge")
+    h, w = plane.shape
+    out = np.empty((h, w), dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            x = int(plane[i, j])
+            acc = sum(int(c) * (pad[r + i + dy, r + j + dx] + pad[r + i - dy, r + j - dx] - 2 * x)
+                      for c, (dy, dx) in zip(coeffs, loopfilter.OFFSETS))
+            out[i, j] = min(max(x + ((acc + (1 << (loopfilter.PREC - 1))) >> loopfilter.PREC), 0), 1023)
+    return out
+
+
+def test_filter_is_the_integer_formula_at_extremes_and_any_thread_count():
+    rng = np.random.default_rng(3)
+    plane = rng.choice([0, 1, 511, 1022, 1023], size=(13, 17)).astype(np.uint16)
+    for coeffs in (np.full(loopfilter.TAPS, 127, np.int8), np.full(loopfilter.TAPS, -128, np.int8),
+                   rng.integers(-128, 128, loopfilter.TAPS).astype(np.int8)):
+        ref = reference_filter(plane, coeffs)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert np.array_equal(loopfilter.apply(plane, coeffs), ref)
+    assert loopfilter.apply(plane, np.zeros(loopfilter.TAPS, np.int8)) is plane
+
+
+def test_fit_sharpens_a_blurred_texture_and_keeps_an_exact_plane():
+    rng = np.random.default_rng(0)
+    ref = np.clip(512 + 200 * np.sin(np.arange(96)[:, None] * 1.3 + np.arange(128) * 0.9)
+                  + rng.normal(0, 20, (96, 128)), 0, 1023).round().astype(np.uint16)
+    blurred = ((ref[:-2, 1:-1].astype(int) + ref[2:, 1:-1] + ref[1:-1, :-2] + ref[1:-1, 2:] + 4 * ref[1:-1, 1:-1])
+               // 8).astype(np.uint16)
+    target = ref[1:-1, 1:-1]
+    coeffs = loopfilter.fit(blurred, target)
+    assert psnr(target, loopfilter.apply(blurred, coeffs)) > psnr(target, blurred) + 1.0
+    assert not loopfilter.fit(target, target).any()      # nothing to gain: identity (zeros) is sent
+
+
+@pytest.fixture(scope="module")
+def textured(codec):
+    src = source_from_array(sample_crop(96, 128, 120, 200))
+    return src, codec.analyze(src)
+
+
+def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
+    src, an = textured
+    q = QMAX // 2
+    assert Bitstream.unpack(codec.encode(an, q).data).filter_data is None      # off by default
+    with codec.options(loop_filter=True):
+        data = codec.encode(an, q).data
+        assert abs(codec.estimate_bytes(an, q) - len(data)) <= 8
+        recon = codec.reconstruct(an, q)
+    assert not codec.loop_filter
+    bs = Bitstream.unpack(data)
+    assert bs.version == 2 and len(bs.filter_data) == loopfilter.block_bytes(3)
+    dec = codec.decode(data)
+    assert np.array_equal(np.round(recon * 1023), np.round(dec.ycbcr * 1023))
+    # the same symbols without the filter block: the filter is what makes the difference, and helps
+    plain = dataclasses.replace(bs, filter_data=None).pack()
+    assert len(plain) == len(data) - 1 - loopfilter.block_bytes(3)
+    assert psnr(src.y10(), dec.y10) > psnr(src.y10(), codec.decode(plain).y10)
+
+
+def test_streams_without_a_filter_are_version_1_and_it_has_no_filter_flag(codec, textured):
+    _, an = textured
+    v1 = codec.encode(an, QMAX // 3).data
+    assert v1[4] == 1
+    body = v1[:4] + b"\x02" + v1[5:-4]                 # the same content labelled version 2 decodes alike
+    v2 = body + zlib.crc32(body).to_bytes(4, "little")
+    assert np.array_equal(codec.decode(v1).pixels, codec.decode(v2).pixels)
+    bad = v1[:5] + bytes([v1[5] | 4]) + v1[6:]       # the filter flag does not exist in version 1
+    with pytest.raises(BitstreamError, match="unknown header flags"):
+        Bitstream.unpack(bad)
+
+
+def test_a_filter_block_of_the_wrong_size_is_a_clear_error(codec, textured):
+    _, an = textured
+    with codec.options(loop_filter=True):
+        bs = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
+    short = dataclasses.replace(bs, filter_data=bs.filter_data[:-1]).pack()
+    with pytest.raises(BitstreamError, match="loop-filter block of 35 bytes, expected 36"):
+        codec.decode(short)
+
+
+@pytest.mark.parametrize("method", ["fast", "bisection"])
+def test_both_matchers_land_in_tolerance_with_the_filter(codec, textured, method):
+    from codec.ratematch import match_rate
+    src, _ = textured
+    with codec.options(loop_filter=True):
+        m = match_rate(codec, src, 0.5, method)
+    bs = Bitstream.unpack(m.encoded.data)
+    assert 0.495 <= m.encoded.bpp <= 0.5 and bs.filter_data is not None
+    assert len(bs.filter_data) == loopfilter.block_bytes(3)
