@@ -2,8 +2,8 @@
 
 Ours: fast rate matcher, integer decoder, on --threads cores. VVenC: medium preset, 10-bit 4:2:0,
 -qpa 0, rate-matched to the closest rate not above each target (cached on disk by codec.anchors).
-Encode time is timed separately at a fixed quality (one analysis, coding, loop-filter fit) as well as
-with matching.
+Encode time is timed separately at a fixed quality (one analysis and coding; with --loop-filter also
+the filter's fit) as well as with matching.
 
     python benchmarks/kodak_rd.py [--model ID] [--limit N] [--markdown docs/kodak_rd.md]
 """
@@ -81,7 +81,8 @@ def main() -> None:
         lines.append(f"| {t} ({len(ours[t])} images) | {o[:, 0].mean():.4f} | {o[:, 1].mean():.2f} | {o[:, 2].mean():.2f} | "
                      f"{o[:, 3].mean():.2f} | {v[:, 0].mean():.4f} | {v[:, 1].mean():.2f} | {v[:, 2].mean():.2f} |")
     f = np.array(fixed)
-    lines += ["", f"fixed quality (one analysis + range coding + loop-filter fit): encode {f[:, 0].mean():.3f} s, "
+    steps = "one analysis + range coding" + (" + loop-filter fit" if codec.loop_filter else "")
+    lines += ["", f"fixed quality ({steps}): encode {f[:, 0].mean():.3f} s, "
                   f"integer decode {f[:, 1].mean():.3f} s (mean over images)"]
     r = np.array(reach)
     lines.append(f"reachable range: lowest bpp {r[:, 0].min():.4f}..{r[:, 0].max():.4f}, highest bpp "

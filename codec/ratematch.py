@@ -87,8 +87,7 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
     trace: list[tuple[int, float]] = []
     lo, hi = 0, QMAX
     best: Encoded | None = None
-
-    last: list[Analysis] = []
+    last: list[Analysis] = []      # the latest trial's analysis
 
     def full_encode(q: int) -> Encoded:
         # each trial pays the whole encoder, except the loop-filter fit: the filter block has a
@@ -114,7 +113,8 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
             best = edge
         else:
             raise _range_error(codec, source, target, kmap, tol)
-    best = codec.encode(last[0], best.q_code, kmap)   # the accepted trial, its filter fitted: same size
+    if codec.loop_filter:
+        best = codec.encode(last[0], best.q_code, kmap)   # the accepted trial, its filter fitted: same size
     return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
 
 
