@@ -157,7 +157,8 @@ class LearnedCodec:
     @contextlib.contextmanager
     def options(self, **encoder_options):
         """Encoder switches (`rdoq`, `loop_filter`) set for a block and restored after it: loaded
-        codecs are shared within a process."""
+        codecs are shared within a process. Not for threads that encode with the same codec at once
+        (the GUI's workers do, so the GUI encodes with the defaults)."""
         old = {k: getattr(self, k) for k in encoder_options if k in ("rdoq", "loop_filter")}
         if len(old) != len(encoder_options):
             raise TypeError(f"unknown encoder options: {sorted(set(encoder_options) - set(old))}")
