@@ -230,8 +230,7 @@ def _filter_planes(bs) -> list[str]:
     from .loopfilter import unpack
     if bs.filter_data is None:
         return []
-    names = ["Y"] if bs.grayscale else ["Y", "Cb", "Cr"]
-    return [n for n, c in zip(names, unpack(bs.filter_data, len(names))) if c.any()]
+    return [n for n, c in zip(("Y", "Cb", "Cr"), unpack(bs.filter_data, bs.planes)) if c.any()]
 
 
 def _add_anchor_eval_parsers(sub) -> None:

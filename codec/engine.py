@@ -61,6 +61,14 @@ class Analysis:
     hypers: dict = field(default_factory=dict)
     last_symbols: tuple | None = None   # (key, Symbols) of the last quality tried: the matcher's final
                                         # encode is usually at its last trial's quality
+    _source10: list | None = None       # the source's 10-bit planes, made on first use (loop-filter fits)
+
+    def source10(self) -> list[np.ndarray]:
+        """The source's 10-bit planes (Y, or Y, Cb, Cr), the loop filter's fitting target."""
+        if self._source10 is None:
+            ycc = self.source.ycbcr()
+            self._source10 = [to_10bit(ycc[..., i]) for i in range(self.source.planes)]
+        return self._source10
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -275,9 +283,8 @@ class LearnedCodec:
         if sy.filter is None:
             if integer_ycc is None:
                 integer_ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width)
-            ref = an.source.ycbcr()
-            sy.filter = [loopfilter.fit(to_10bit(integer_ycc[..., i]), to_10bit(ref[..., i]))
-                         for i in range(an.source.planes)]
+            sy.filter = [loopfilter.fit(to_10bit(integer_ycc[..., i]), ref)
+                         for i, ref in enumerate(an.source10())]
         return sy.filter
 
     def _trained_code(self, q_code: int) -> int:
@@ -304,7 +311,7 @@ class LearnedCodec:
         mu, s, delta = self.entropy_decode(bs, device)
         ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
         if bs.filter_data is not None:
-            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, 1 if bs.grayscale else 3))
+            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, bs.planes))
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

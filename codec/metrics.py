@@ -129,8 +129,7 @@ def _ssim_terms(a: np.ndarray, b: np.ndarray, peak: float, win: int, sigma: floa
 def _halve(x: np.ndarray) -> np.ndarray:
     """2x2 average and subsample (odd sizes: the last row/column replicated, as MATLAB's 'symmetric')."""
     h, w = x.shape
-    x = np.pad(x, ((0, h % 2), (0, w % 2)), mode="edge")
-    return x.reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean(axis=(1, 3))
+    return mean_2x2(np.pad(x, ((0, h % 2), (0, w % 2)), mode="edge"))
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray, peak: float = 1023.0, win: int = 11, sigma: float = 1.5,

@@ -87,13 +87,14 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
     trace: list[tuple[int, float]] = []
     lo, hi = 0, QMAX
     best: Encoded | None = None
-    last: list[Analysis] = []      # the latest trial's analysis
+    last: Analysis | None = None      # the latest trial's analysis
 
     def full_encode(q: int) -> Encoded:
         # each trial pays the whole encoder, except the loop-filter fit: the filter block has a
         # fixed size, so the fit is paid once, for the accepted trial, as in `fast`
-        last[:] = [codec.analyze(source)]
-        enc = codec.encode(last[0], q, kmap, fit_filter=False)
+        nonlocal last
+        last = codec.analyze(source)
+        enc = codec.encode(last, q, kmap, fit_filter=False)
         trace.append((q, len(enc.data) * 8 / npix))
         return enc
 
@@ -114,7 +115,7 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
         else:
             raise _range_error(codec, source, target, kmap, tol)
     if codec.loop_filter:
-        best = codec.encode(last[0], best.q_code, kmap)   # the accepted trial, its filter fitted: same size
+        best = codec.encode(last, best.q_code, kmap)   # the accepted trial, its filter fitted: same size
     return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
 
 

@@ -43,6 +43,11 @@ class Bitstream:
     filter_data: bytes | None = None
     version: int = VERSION
 
+    @property
+    def planes(self) -> int:
+        """Planes the image has: 1 for a grayscale source, else 3 (Y', Cb, Cr)."""
+        return 1 if self.grayscale else 3
+
     def header_bytes(self) -> int:
         """Bytes of everything that is not a z or y stream (header, map, lengths, checksum)."""
         return len(self.pack()) - len(self.z_data) - len(self.y_data)
