@@ -2,13 +2,14 @@
 
 Ours: fast rate matcher, integer decoder, on --threads cores. VVenC: medium preset, 10-bit 4:2:0,
 -qpa 0, rate-matched to the closest rate not above each target (cached on disk by codec.anchors).
-Encode time is timed separately at a fixed quality (one analysis and coding; with --loop-filter also
-the filter's fit) as well as with matching.
+Encode time is timed separately at a fixed quality (one analysis, coding and the loop filter's fit;
+without the fit with --no-loop-filter) as well as with matching.
 
-    python benchmarks/kodak_rd.py [--model ID] [--limit N] [--markdown docs/kodak_rd.md]
+    python benchmarks/kodak_rd.py [--model ID] [--limit N] [--no-loop-filter] [--markdown docs/kodak_rd.md]
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -31,7 +32,8 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--no-vvc", action="store_true")
     ap.add_argument("--model", type=int, default=DEFAULT_MODEL_ID, help="model id (default: the default model)")
-    ap.add_argument("--loop-filter", action="store_true", help="encode with the adaptive loop filter")
+    ap.add_argument("--loop-filter", action=argparse.BooleanOptionalAction, default=True,
+                    help="encode with the adaptive loop filter (default: on, as bitlens encode)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     codec = LearnedCodec.load(args.model)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 mkdir -p docs runs
 $PY benchmarks/kodak_rd.py --markdown docs/kodak_rd.md
-$PY benchmarks/kodak_rd.py --loop-filter --markdown docs/kodak_rd_loopfilter.md
+$PY benchmarks/kodak_rd.py --no-loop-filter --markdown docs/kodak_rd_nofilter.md
 $PY benchmarks/ratematch.py --markdown docs/ratematch.md
 $PY benchmarks/integer_decoder.py --markdown docs/integer_decoder.md
 $PY benchmarks/bitalloc.py --markdown docs/bitalloc.md

@@ -29,14 +29,14 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["bytes"]) == (100, 72, enc["bytes"])
-    assert info["version"] == 1 and info["loop_filter"] == []
-    filtered = tmp_path / "f.bln"
-    assert main(["encode", str(small_png), "--quality", "50", "--loop-filter", "-o", str(filtered)]) == 0
+    assert info["version"] == 2 and set(info["loop_filter"]) <= {"Y", "Cb", "Cr"}   # the filter is on by default
+    plain = tmp_path / "p.bln"
+    assert main(["encode", str(small_png), "--quality", "50", "--no-loop-filter", "-o", str(plain)]) == 0
     capsys.readouterr()
-    assert main(["info", str(filtered), "--json"]) == 0
+    assert main(["info", str(plain), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["version"] == 2 and info["bytes"] == enc["bytes"] + 1 + 36     # length field + 3 x 12 bytes
-    assert set(info["loop_filter"]) <= {"Y", "Cb", "Cr"}
+    assert info["version"] == 1 and info["loop_filter"] == []
+    assert info["bytes"] == enc["bytes"] - 1 - 36       # no length field and 3 x 12 bytes of filter
 
 
 def test_bitstreams_of_every_shipped_model_decode(tmp_path, small_png, capsys):

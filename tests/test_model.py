@@ -57,3 +57,14 @@ def test_trained_context_lowers_the_rate_and_both_parts_learn(nets, x):
     (out["bits_y"] + 1e4 * ((out["x_hat"] - x) ** 2).mean()).backward()
     for p in (with_ctx.context.net[0].weight, with_ctx.g_a[0].weight, with_ctx.g_s[-1].weight):
         assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_the_encoders_inference_analysis_computes_the_trained_analysis(nets, x):
+    from codec.model.layers import inference_analysis
+    g_a = nets[0].g_a
+    fast = inference_analysis(g_a)
+    with torch.inference_mode():
+        want = g_a(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))

@@ -46,12 +46,14 @@ def main() -> None:
     ap.add_argument("--photos", default="../shared/data/train-photos")
     ap.add_argument("--last", type=int, default=4, help="use the last N photos (a context model's hold-out)")
     ap.add_argument("--codes", type=int, nargs="+", default=[16000, 22000, 28000, 34000, 40000])
-    ap.add_argument("--candidate-loop-filter", action="store_true",
-                    help="the candidate encodes with the loop filter (same model as the reference: the filter's gain)")
+    ap.add_argument("--loop-filter", choices=("both", "none", "candidate"), default="both",
+                    help="which side encodes with the loop filter (candidate: with the same model as the "
+                         "reference, the filter's gain)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     models = [LearnedCodec(read_bundle(p)) for p in (args.candidate, args.reference)]
-    models[0].loop_filter = args.candidate_loop_filter
+    models[0].loop_filter = args.loop_filter in ("both", "candidate")
+    models[1].loop_filter = args.loop_filter == "both"
     results, chroma = [], []
     for path in sorted(glob.glob(os.path.join(args.photos, "*.png")))[-args.last:]:
         src = load_image(path)
