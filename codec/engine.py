@@ -241,8 +241,9 @@ class LearnedCodec:
         sizes = [coder.estimate_bytes(coder.coded_bits(s, r, self.y_table)) for s, r in self._y_parts(sy)]
         y_bytes = sum(sizes) + (len(varint(sizes[0])) if len(sizes) > 1 else 0)
         map_data = offsetmap.encode_map(sy.kmap)
-        filter_bytes = loopfilter.block_bytes(an.source.planes) if self.loop_filter else None
-        return self._container_bytes(an.source, map_data, filter_bytes, len(self.hyper(an, q_code).z_data), y_bytes)
+        z_bytes = len(self.hyper(an, q_code).z_data)
+        filter_bytes = loopfilter.block_bytes(an.source.planes, z_bytes + y_bytes) if self.loop_filter else None
+        return self._container_bytes(an.source, map_data, filter_bytes, z_bytes, y_bytes)
 
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
         """Ideal y bits spent in each latent cell (h, w): the bits heatmap."""
@@ -257,14 +258,16 @@ class LearnedCodec:
         if not 0 <= q_code <= QMAX:
             raise BitlensError(f"quality code {q_code} outside 0..{QMAX}")
         sy = self.symbols(an, q_code, kmap)
-        parts = [coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)]
-        y_data = parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
+        y_data = self._y_data(sy)
+        z_data = self.hyper(an, q_code).z_data
         filter_data = None
         if self.loop_filter:
-            coeffs = self._fit_filter(an, sy) if fit_filter else loopfilter.identity(an.source.planes)
+            stream_bytes = len(z_data) + len(y_data)
+            coeffs = (self._fit_filter(an, sy, stream_bytes) if fit_filter
+                      else loopfilter.identity(an.source.planes, stream_bytes))
             filter_data = loopfilter.pack(coeffs)
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
-                       offsetmap.encode_map(sy.kmap), self.hyper(an, q_code).z_data, y_data, filter_data)
+                       offsetmap.encode_map(sy.kmap), z_data, y_data, filter_data)
         return Encoded(bs.pack(), int(q_code), sy.kmap, an.source.width, an.source.height)
 
     @torch.inference_mode()
@@ -276,17 +279,27 @@ class LearnedCodec:
         ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend)
         if not (filtered and self.loop_filter):
             return ycc
-        return self._filtered(ycc, self._fit_filter(an, sy, ycc if backend == "integer" else None))
+        stream_bytes = len(self.hyper(an, q_code).z_data) + len(self._y_data(sy))
+        return self._filtered(ycc, self._fit_filter(an, sy, stream_bytes, ycc if backend == "integer" else None))
 
-    def _fit_filter(self, an: Analysis, sy: Symbols, integer_ycc: np.ndarray | None = None) -> list[np.ndarray]:
+    def _y_data(self, sy: Symbols) -> bytes:
+        """The coded y stream (two parts, the first with its length, with a context model)."""
+        parts = [coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)]
+        return parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
+
+    def _fit_filter(self, an: Analysis, sy: Symbols, stream_bytes: int,
+                    integer_ycc: np.ndarray | None = None) -> list[np.ndarray]:
         """Loop-filter coefficients per plane, fitted on the integer decoder's reconstruction of
-        these symbols (the one every decoder filters; given, or synthesized here); cached with the
-        symbols."""
+        these symbols (the one every decoder filters; given, or synthesized here); luma per class,
+        as many as the z and y streams' `stream_bytes` allow. Cached with the symbols."""
         if sy.filter is None:
             if integer_ycc is None:
                 integer_ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width)
-            sy.filter = [loopfilter.fit(to_10bit(integer_ycc[..., i]), ref)
-                         for i, ref in enumerate(an.source10())]
+            sy.filter = []
+            for i, ref in enumerate(an.source10()):
+                rec = to_10bit(integer_ycc[..., i])
+                n = loopfilter.luma_classes(stream_bytes) if i == 0 else 1
+                sy.filter.append(loopfilter.fit(rec, ref, loopfilter.classify(rec, n), n))
         return sy.filter
 
     def _trained_code(self, q_code: int) -> int:
@@ -313,7 +326,7 @@ class LearnedCodec:
         mu, s, delta = self.entropy_decode(bs, device)
         ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
         if bs.filter_data is not None:
-            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, bs.planes))
+            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, bs.planes, bs.stream_bytes, bs.version))
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -416,11 +429,13 @@ class LearnedCodec:
 
     @staticmethod
     def _filtered(ycc: np.ndarray, coeffs: list[np.ndarray]) -> np.ndarray:
-        """The reconstruction with each plane's loop filter applied, on its 10-bit values."""
+        """The reconstruction with each plane's loop filters applied, on its 10-bit values (luma's
+        per class of its 4x4 blocks)."""
         out = ycc.copy()
         for i, c in enumerate(coeffs):
             if np.any(c):
-                out[..., i] = loopfilter.apply(to_10bit(ycc[..., i]), c) / 1023.0
+                plane = to_10bit(ycc[..., i])
+                out[..., i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c))) / 1023.0
         return out
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:

@@ -1,19 +1,26 @@
-"""Adaptive loop filter: a Wiener filter per image and plane, fitted by the encoder, sent in the
+"""Adaptive loop filter: Wiener filters per image and plane, fitted by the encoder, sent in the
 bitstream and applied by every decoder in exact integer arithmetic (the idea of VVC's ALF).
 
 The synthesis is trained for the average image; on one image its reconstruction is often a little
-too smooth (fine periodic texture most of all), and a small linear filter fitted to that image by
-least squares recovers part of it. The filter is a 7x7 diamond (25 taps), point-symmetric, so 12
-coefficients per plane, written in residual form so that zero coefficients are the identity:
+too smooth (fine periodic texture most of all), and small linear filters fitted to that image by
+least squares recover part of it. Each filter is a 7x7 diamond (25 taps), point-symmetric, so 12
+coefficients, written in residual form so that zero coefficients are the identity:
 
     out = x + (sum_j c_j * (x[p + o_j] + x[p - o_j] - 2 x[p]) + 2^(PREC-1)) >> PREC
 
 on 10-bit planes (edges replicated), clipped to 0..1023. Coefficients are int8 in units of
 2^-PREC. Every term is an integer well inside int32, so all decoders (threads, instruction sets,
-devices) get the same pixels. Each plane's coefficients are fitted on the decoder's own
-reconstruction and kept only if they lower that plane's squared error; otherwise that plane sends
-zeros. The block has a fixed size (12 bytes per plane), so the exact size computation of the rate
-matcher knows it without fitting.
+devices) get the same pixels.
+
+Luma is filtered per class, as in ALF: each 4x4 block of the decoded plane is labelled by its
+activity (its rank among the image's blocks: quartiles) and, at higher rates, its direction
+(horizontal, vertical, neither), and each class has its own filter. The class of a block is computed
+from decoded pixels with integer arithmetic, so it costs no side information. How many classes
+there are follows from the size of the z and y streams (`luma_classes`: 1, 4 or 12): each filter
+gains a share of the rate but costs a fixed 12 bytes, so more classes pay only in larger files. Chroma planes have one filter each. Each filter is fitted on the
+decoder's own reconstruction and kept only if it lowers its class's squared error; otherwise that
+class sends zeros. The block's size follows from the stream sizes and the plane count alone, so the
+exact size computation of the rate matcher knows it without fitting.
 
 Written by hand because it is part of the format: the filter must be the same integer operation in
 every decoder, and no library offers that.
@@ -32,20 +39,61 @@ OFFSETS = tuple((dy, dx) for dy in range(0, RADIUS + 1) for dx in range(-RADIUS,
                 if abs(dy) + abs(dx) <= RADIUS and (dy > 0 or dx > 0))
 TAPS = len(OFFSETS)       # 12
 MAX_FIT_PIXELS = 1 << 18  # the least-squares fit samples at most this many pixels per plane
+BLOCK = 4                 # luma classes are given to blocks of BLOCK x BLOCK pixels
+ACTIVITY_LEVELS = 4       # activity classes: the quartiles of the image's block activities
+# z + y stream bytes from which luma has 4 activity classes, and 4 x 3 activity-direction classes:
+# the extra filters gain a share of the rate and cost 12 bytes each. Chosen on the last 12 training
+# photos (768x512, model 8; `training/compare.py --loop-filter candidate`): BD-rate of the filter
+# -0.70% with one class, -1.23% with up to 4, -1.41% with these, -1.18% with {4: 1500, 12: 3500}
+CLASSES_FROM = {4: 2600, 12: 9000}
 
 
-def block_bytes(planes: int) -> int:
+def luma_classes(stream_bytes: int, version: int = 3) -> int:
+    """Luma filter classes of a bitstream whose z and y streams have this many bytes (version 2
+    streams have one)."""
+    if version < 3 or stream_bytes < CLASSES_FROM[4]:
+        return 1
+    return 4 if stream_bytes < CLASSES_FROM[12] else 12
+
+
+def block_bytes(planes: int, stream_bytes: int, version: int = 3) -> int:
     """Size of the filter block (without its length field) for an image with this many planes."""
-    return TAPS * planes
+    return TAPS * (luma_classes(stream_bytes, version) + planes - 1)
 
 
-def identity(planes: int) -> list[np.ndarray]:
-    """Coefficients that leave every plane as it is (all zero)."""
-    return [np.zeros(TAPS, dtype=np.int8) for _ in range(planes)]
+def identity(planes: int, stream_bytes: int) -> list[np.ndarray]:
+    """Coefficients that leave every plane as it is (all zero): (classes, TAPS) per plane."""
+    return [np.zeros((luma_classes(stream_bytes) if i == 0 else 1, TAPS), dtype=np.int8)
+            for i in range(planes)]
 
 
-def _padded(plane: np.ndarray) -> np.ndarray:
-    return np.pad(plane.astype(np.int32), RADIUS, mode="edge")
+def classify(plane10: np.ndarray, classes: int) -> np.ndarray | None:
+    """Class of each 4x4 block of a decoded luma plane (blocks of the plane padded to a multiple of
+    4 by edge replication), from its activity (sum of absolute horizontal and vertical second
+    differences) ranked against the image's other blocks, and with 12 classes its direction: 1 if
+    the horizontal differences are more than twice the vertical ones, 2 the converse, 0 else.
+    None for one class. Integer arithmetic and a sort: the same in every decoder."""
+    if classes == 1:
+        return None
+    h, w = plane10.shape
+    hb, wb = -(-h // BLOCK), -(-w // BLOCK)
+    x = np.pad(plane10.astype(np.int32), ((1, hb * BLOCK - h + 1), (1, wb * BLOCK - w + 1)), mode="edge")
+    c = x[1:-1, 1:-1]
+    gh = np.abs(2 * c - x[1:-1, :-2] - x[1:-1, 2:]).reshape(hb, BLOCK, wb, BLOCK).sum(axis=(1, 3))
+    gv = np.abs(2 * c - x[:-2, 1:-1] - x[2:, 1:-1]).reshape(hb, BLOCK, wb, BLOCK).sum(axis=(1, 3))
+    activity = gh + gv
+    ranked = np.sort(activity, axis=None)
+    thresholds = ranked[np.arange(1, ACTIVITY_LEVELS) * ranked.size // ACTIVITY_LEVELS]
+    cls = np.searchsorted(thresholds, activity, side="right").astype(np.int64)
+    if classes == 3 * ACTIVITY_LEVELS:
+        cls = 3 * cls + np.where(gh > 2 * gv, 1, np.where(gv > 2 * gh, 2, 0))
+    return cls
+
+
+def _padded(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The plane as int32, edge-replicated to `shape` (a block multiple) and then by RADIUS."""
+    (h, w), (hp, wp) = plane.shape, shape
+    return np.pad(plane.astype(np.int32), ((RADIUS, RADIUS + hp - h), (RADIUS, RADIUS + wp - w)), mode="edge")
 
 
 def _pair_sum(pad: np.ndarray, offset: tuple[int, int], shape: tuple[int, int], step: int = 1) -> np.ndarray:
@@ -54,53 +102,78 @@ def _pair_sum(pad: np.ndarray, offset: tuple[int, int], shape: tuple[int, int], 
     return pad[r + dy:r + dy + h:step, r + dx:r + dx + w:step] + pad[r - dy:r - dy + h:step, r - dx:r - dx + w:step]
 
 
-def apply(plane10: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
     """The filtered 10-bit plane (uint16), exactly as every decoder computes it: int32 numpy
-    arithmetic, in place (about 5 ms for 768x512), the centre terms folded into one product."""
+    arithmetic (about 5 ms for 768x512 with one filter), the centre terms folded into one product.
+    `coeffs` is (filters, TAPS); with several filters, `classes` (from `classify`) picks each 4x4
+    block's, broadcast over the block rather than gathered per pixel."""
+    coeffs = np.asarray(coeffs).reshape(-1, TAPS).astype(np.int32)
     if not np.any(coeffs):
         return plane10
-    pad = _padded(plane10)
+    h, w = plane10.shape
+    if classes is None:
+        shape, per_block = (h, w), coeffs[0]
+    else:
+        shape = (classes.shape[0] * BLOCK, classes.shape[1] * BLOCK)
+        per_block = coeffs[classes][:, None, :, None, :]        # (hb, 1, wb, 1, TAPS)
+    pad = _padded(plane10, shape)
     x = pad[RADIUS:-RADIUS, RADIUS:-RADIUS]
-    acc = np.zeros(plane10.shape, dtype=np.int32)
+    acc = np.zeros(shape, dtype=np.int32)
     tmp = np.empty_like(acc)
-    for c, offset in zip(coeffs.tolist(), OFFSETS):
-        if c:
-            np.multiply(_pair_sum(pad, offset, plane10.shape), c, out=tmp)
+    blocks = (lambda a: a) if classes is None else (lambda a: a.reshape(shape[0] // BLOCK, BLOCK, -1, BLOCK))
+    for j, offset in enumerate(OFFSETS):
+        c = per_block[..., j]
+        if np.any(c):
+            np.multiply(blocks(_pair_sum(pad, offset, shape)), c, out=blocks(tmp))
             acc += tmp
-    acc -= (2 * int(coeffs.astype(np.int64).sum())) * x
+    blocks(acc)[...] -= blocks(x) * (2 * per_block.sum(axis=-1))
     acc += 1 << (PREC - 1)
     acc >>= PREC
     acc += x
-    return np.clip(acc, 0, 1023).astype(np.uint16)
+    return np.clip(acc[:h, :w], 0, 1023).astype(np.uint16)
 
 
-def fit(rec10: np.ndarray, ref10: np.ndarray) -> np.ndarray:
-    """int8 coefficients that bring `rec10` closest to `ref10` in squared error (zeros if no
-    quantized filter improves it). Least squares on at most MAX_FIT_PIXELS pixels (a regular
-    subsample), solved in torch: a numpy BLAS product leaves OpenBLAS threads spinning, which slows
-    the torch work that follows."""
+def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None, n_classes: int = 1) -> np.ndarray:
+    """int8 coefficients (n_classes, TAPS) that bring `rec10` closest to `ref10` in squared error,
+    one filter per class of `classes` (zeros for a class no quantized filter improves). Least
+    squares on at most MAX_FIT_PIXELS pixels (a regular subsample), solved in torch: a numpy BLAS
+    product leaves OpenBLAS threads spinning, which slows the torch work that follows."""
+    h, w = rec10.shape
     step = max(1, int(np.ceil(np.sqrt(rec10.size / MAX_FIT_PIXELS))))
-    pad = _padded(rec10)
+    pad = _padded(rec10, rec10.shape)
     x2 = 2 * pad[RADIUS:-RADIUS:step, RADIUS:-RADIUS:step]
     feats = torch.from_numpy(np.stack([(_pair_sum(pad, o, rec10.shape, step) - x2).ravel() for o in OFFSETS]))
     target = torch.from_numpy((ref10[::step, ::step].astype(np.int32) - rec10[::step, ::step]).ravel())
-    f = feats.double()
-    coef = torch.linalg.lstsq(f @ f.T, (f @ target.double())[:, None]).solution[:, 0].numpy()
-    q = np.clip(np.round(coef * (1 << PREC)), -128, 127).astype(np.int8)
+    pixel_class = (np.zeros((h, w), dtype=np.int64) if classes is None else
+                   np.repeat(np.repeat(classes, BLOCK, axis=0), BLOCK, axis=1)[:h, :w])
+    sampled = torch.from_numpy(pixel_class[::step, ::step].ravel())
+    q = np.zeros((n_classes, TAPS), dtype=np.int8)
+    for k in range(n_classes):
+        f = feats[:, sampled == k].double()
+        if f.shape[1] < 4 * TAPS:          # too few pixels to fit a filter on
+            continue
+        t = target[sampled == k].double()
+        coef = torch.linalg.lstsq(f @ f.T, (f @ t)[:, None]).solution[:, 0].numpy()
+        q[k] = np.clip(np.round(coef * (1 << PREC)), -128, 127)
     if not np.any(q):
         return q
-    err = lambda plane: int(np.sum((plane.astype(np.int64) - ref10) ** 2))  # noqa: E731
-    return q if err(apply(rec10, q)) < err(rec10) else identity(1)[0]
+    # keep a class's filter only where it lowers that class's squared error over the whole plane
+    err = lambda plane: np.bincount(pixel_class.ravel(), ((plane.astype(np.int64) - ref10) ** 2).ravel(),  # noqa: E731
+                                    minlength=n_classes)
+    q[err(apply(rec10, q, classes)) >= err(rec10)] = 0
+    return q
 
 
 def pack(coeffs: list[np.ndarray]) -> bytes:
     return b"".join(np.asarray(c, dtype=np.int8).tobytes() for c in coeffs)
 
 
-def unpack(data: bytes, planes: int) -> list[np.ndarray]:
-    """Per-plane int8 coefficients from a filter block; a block of another size is corrupt."""
-    if len(data) != block_bytes(planes):
+def unpack(data: bytes, planes: int, stream_bytes: int, version: int = 3) -> list[np.ndarray]:
+    """Per-plane int8 coefficients (filters, TAPS) from a filter block; a block of another size is
+    corrupt."""
+    if len(data) != block_bytes(planes, stream_bytes, version):
         raise BitstreamError(f"corrupted bitstream: loop-filter block of {len(data)} bytes, "
-                           f"expected {block_bytes(planes)}")
-    arr = np.frombuffer(data, dtype=np.int8).reshape(planes, TAPS)
-    return [arr[i].copy() for i in range(planes)]
+                             f"expected {block_bytes(planes, stream_bytes, version)}")
+    arr = np.frombuffer(data, dtype=np.int8).reshape(-1, TAPS)
+    luma = luma_classes(stream_bytes, version)
+    return [arr[:luma].copy()] + [arr[luma + i:luma + i + 1].copy() for i in range(planes - 1)]

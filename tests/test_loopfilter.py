@@ -15,17 +15,20 @@ from codec.model.quality import QMAX
 from .conftest import sample_crop
 
 
-def reference_filter(plane: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
-    """The filter's formula written out with Python integers (floor shift), edges replicated."""
+def reference_filter(plane: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+    """The filter's formula written out with Python integers (floor shift), edges replicated, each
+    pixel with its 4x4 block's class's coefficients."""
     r = loopfilter.RADIUS
     pad = np.pad(plane.astype(object), r, mode="edge")
     h, w = plane.shape
+    coeffs = np.asarray(coeffs).reshape(-1, loopfilter.TAPS)
     out = np.empty((h, w), dtype=np.int64)
     for i in range(h):
         for j in range(w):
             x = int(plane[i, j])
+            c_ij = coeffs[0 if classes is None else classes[i // 4, j // 4]]
             acc = sum(int(c) * (pad[r + i + dy, r + j + dx] + pad[r + i - dy, r + j - dx] - 2 * x)
-                      for c, (dy, dx) in zip(coeffs, loopfilter.OFFSETS))
+                      for c, (dy, dx) in zip(c_ij, loopfilter.OFFSETS))
             out[i, j] = min(max(x + ((acc + (1 << (loopfilter.PREC - 1))) >> loopfilter.PREC), 0), 1023)
     return out
 
@@ -40,6 +43,42 @@ def test_filter_is_the_integer_formula_at_extremes_and_any_thread_count():
             torch.set_num_threads(threads)
             assert np.array_equal(loopfilter.apply(plane, coeffs), ref)
     assert loopfilter.apply(plane, np.zeros(loopfilter.TAPS, np.int8)) is plane
+
+
+@pytest.mark.parametrize("n", [4, 12])
+def test_classified_filter_is_the_integer_formula_per_block_class(n):
+    rng = np.random.default_rng(n)
+    plane = rng.choice([0, 1, 511, 1022, 1023], size=(13, 17)).astype(np.uint16)   # blocks cut by the edges
+    classes = loopfilter.classify(plane, n)
+    assert classes.shape == (4, 5) and classes.min() >= 0 and classes.max() < n
+    coeffs = rng.integers(-128, 128, (n, loopfilter.TAPS)).astype(np.int8)
+    assert np.array_equal(loopfilter.apply(plane, coeffs, classes), reference_filter(plane, coeffs, classes))
+
+
+def test_classes_rank_activity_and_tell_direction():
+    x = np.arange(32)
+    flat = np.full((32, 32), 500)
+    stripes_v = np.broadcast_to(500 + 300 * (x % 2), (32, 32))     # columns alternate: horizontal differences
+    stripes_h = stripes_v.T
+    ramp = np.broadcast_to(400 + 200 * ((x // 2) % 2), (32, 32)).T  # weaker horizontal stripes
+    plane = np.block([[flat, stripes_v], [stripes_h, ramp]]).astype(np.uint16)
+    classes = loopfilter.classify(plane, 12)
+    activity, direction = classes // 3, classes % 3
+    inner = (slice(1, 7), slice(1, 7))      # blocks away from the quadrants' borders
+    assert (activity[:8, :8][inner] == 0).all() and (direction[:8, :8][inner] == 0).all()
+    assert (direction[:8, 8:][inner] == 1).all() and (direction[8:, :8][inner] == 2).all()
+    # activity ranks: flat < the weaker stripes < the strong stripes (the top quartile)
+    assert activity[8:, 8:][inner].min() > 0 and activity[8:, 8:][inner].max() < 3
+    assert (activity[:8, 8:][inner] == 3).all() and (activity[8:, :8][inner] == 3).all()
+    assert np.array_equal(loopfilter.classify(plane, 4), activity)
+    assert loopfilter.classify(plane, 1) is None
+
+
+def test_more_luma_classes_only_in_larger_files():
+    counts = [loopfilter.luma_classes(b) for b in (100, 2599, 2600, 8999, 9000, 10**6)]
+    assert counts == [1, 1, 4, 4, 12, 12]
+    assert loopfilter.luma_classes(10**6, version=2) == 1
+    assert loopfilter.block_bytes(3, 10**6) == 12 * (12 + 2) and loopfilter.block_bytes(1, 100) == 12
 
 
 def test_fit_sharpens_a_blurred_texture_and_keeps_an_exact_plane():
@@ -70,12 +109,13 @@ def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
     assert abs(codec.estimate_bytes(an, q) - len(data)) <= 8
     recon = codec.reconstruct(an, q)
     bs = Bitstream.unpack(data)
-    assert bs.version == 2 and len(bs.filter_data) == loopfilter.block_bytes(3)
+    filter_bytes = loopfilter.block_bytes(3, bs.stream_bytes)
+    assert bs.version == 3 and len(bs.filter_data) == filter_bytes
     dec = codec.decode(data)
     assert np.array_equal(np.round(recon * 1023), np.round(dec.ycbcr * 1023))
     # the same symbols without the filter block: the filter is what makes the difference, and helps
     plain = dataclasses.replace(bs, filter_data=None).pack()
-    assert len(plain) == len(data) - 1 - loopfilter.block_bytes(3)
+    assert len(plain) == len(data) - 1 - filter_bytes
     assert psnr(src.y10(), dec.y10) > psnr(src.y10(), codec.decode(plain).y10)
 
 
@@ -97,16 +137,32 @@ def test_a_filter_block_of_the_wrong_size_is_a_clear_error(codec, textured):
     with codec.options(loop_filter=True):
         bs = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
     short = dataclasses.replace(bs, filter_data=bs.filter_data[:-1]).pack()
-    with pytest.raises(BitstreamError, match="loop-filter block of 35 bytes, expected 36"):
+    n = len(bs.filter_data)
+    with pytest.raises(BitstreamError, match=f"loop-filter block of {n - 1} bytes, expected {n}"):
         codec.decode(short)
+
+
+def test_version_2_streams_have_one_luma_filter_and_still_decode(codec):
+    """A version-3 stream whose filter block has one luma filter reads as version 2 alike; with
+    several luma classes, relabelling it version 2 makes its block the wrong size."""
+    src = source_from_array(sample_crop(256, 256, 40, 60))
+    an = codec.analyze(src)
+    for q, classes in ((QMAX // 4, 1), (QMAX, 12)):
+        bs = Bitstream.unpack(codec.encode(an, q).data)
+        assert loopfilter.luma_classes(bs.stream_bytes) == classes
+        as_v2 = dataclasses.replace(bs, version=2).pack()
+        if classes == 1:
+            assert np.array_equal(codec.decode(as_v2).pixels, codec.decode(bs.pack()).pixels)
+        else:
+            with pytest.raises(BitstreamError, match="loop-filter block of 168 bytes, expected 36"):
+                codec.decode(as_v2)
 
 
 @pytest.mark.parametrize("method", ["fast", "bisection"])
 def test_both_matchers_land_in_tolerance_with_the_filter(codec, textured, method):
     from codec.ratematch import match_rate
     src, _ = textured
-    with codec.options(loop_filter=True):
-        m = match_rate(codec, src, 0.5, method)
+    m = match_rate(codec, src, 0.5, method)
     bs = Bitstream.unpack(m.encoded.data)
     assert 0.495 <= m.encoded.bpp <= 0.5 and bs.filter_data is not None
-    assert len(bs.filter_data) == loopfilter.block_bytes(3)
+    assert len(bs.filter_data) == loopfilter.block_bytes(3, bs.stream_bytes)

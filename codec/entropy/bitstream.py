@@ -1,4 +1,4 @@
-"""Bitstream format v2: a small header, the optional map and loop-filter blocks, the z and y
+"""Bitstream format v3: a small header, the optional map and loop-filter blocks, the z and y
 streams, a CRC-32.
 
     magic "BLNS" | version u8 | flags u8 | model id u8 | quality code u16 LE
@@ -7,8 +7,9 @@ streams, a CRC-32.
     | CRC-32 LE of all preceding bytes
 
 flags: bit 0 = grayscale source, bit 1 = a step-offset map follows, bit 2 = a loop-filter block
-follows (`codec/loopfilter.py`; version 2 only). Version 1 is version 2 without the filter; a file
-without a filter block is written as version 1. Everything is validated before anything is
+follows (`codec/loopfilter.py`; versions 2 and 3). Version 2's block has one luma filter, version
+3's one per luma class (their number follows from the size of the z and y streams). Version 1 is version 2 without
+the filter; a file without a filter block is written as version 1. Everything is validated before anything is
 allocated, so damaged or foreign files fail with one clear sentence.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from ..errors import BitlensError
 
 MAGIC = b"BLNS"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 FLAG_GRAY, FLAG_MAP, FLAG_FILTER = 1, 2, 4
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 26  # 64 Mpixel: beyond this a header is treated as corrupt rather than allocated
@@ -48,6 +49,11 @@ class Bitstream:
         """Planes the image has: 1 for a grayscale source, else 3 (Y', Cb, Cr)."""
         return 1 if self.grayscale else 3
 
+    @property
+    def stream_bytes(self) -> int:
+        """Bytes of the z and y streams (which set the number of luma loop-filter classes)."""
+        return len(self.z_data) + len(self.y_data)
+
     def header_bytes(self) -> int:
         """Bytes of everything that is not a z or y stream (header, map, lengths, checksum)."""
         return len(self.pack()) - len(self.z_data) - len(self.y_data)
@@ -56,8 +62,8 @@ class Bitstream:
         flags = ((FLAG_GRAY if self.grayscale else 0) | (FLAG_MAP if self.map_data is not None else 0)
                  | (FLAG_FILTER if self.filter_data is not None else 0))
         out = bytearray(MAGIC)
-        # version 1 when there is nothing version 2 added, so older Bitlens read those files too
-        version = VERSION if self.filter_data is not None else 1
+        # version 1 when there is nothing versions 2 and 3 added, so older Bitlens read those files too
+        version = self.version if self.filter_data is not None else 1
         out += bytes([version, flags, self.model_id]) + self.q_code.to_bytes(2, "little")
         out += varint(self.width) + varint(self.height)
         optional = [part for part in (self.map_data, self.filter_data) if part is not None]
