@@ -62,14 +62,8 @@ class Analysis:
     hypers: dict = field(default_factory=dict)
     last_symbols: tuple | None = None   # (key, Symbols) of the last quality tried: the matcher's final
                                         # encode is usually at its last trial's quality
-    _source10: list | None = None       # the source's 10-bit planes, made on first use (loop-filter fits)
-
-    def source10(self) -> list[np.ndarray]:
-        """The source's 10-bit planes (Y, or Y, Cb, Cr), the loop filter's fitting target."""
-        if self._source10 is None:
-            ycc = self.source.ycbcr()
-            self._source10 = [to_10bit(ycc[..., i]) for i in range(self.source.planes)]
-        return self._source10
+    source10: list = field(default_factory=list)   # the source's 10-bit planes (Y, or Y, Cb, Cr):
+                                                   # the loop filter's fitting target
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -185,9 +179,11 @@ class LearnedCodec:
     def analyze(self, source: SourceImage) -> Analysis:
         """Analysis transform: once per image (the expensive part of an encode)."""
         t0 = time.perf_counter()
-        x = torch.from_numpy(source.ycbcr().astype(np.float32)).permute(2, 0, 1)[None]
+        ycc = source.ycbcr()
+        x = torch.from_numpy(ycc.astype(np.float32)).permute(2, 0, 1)[None]
         x = pad_to_multiple(x, STRIDE).contiguous(memory_format=torch.channels_last)
-        an = Analysis(source, self.g_a(x)[0].contiguous().numpy(), 0.0)
+        an = Analysis(source, self.g_a(x)[0].contiguous().numpy(), 0.0,
+                      source10=[to_10bit(ycc[..., i]) for i in range(source.planes)])
         if not self.net.hyper_gain:
             self.hyper(an, 0)
         an.seconds = time.perf_counter() - t0
@@ -290,16 +286,17 @@ class LearnedCodec:
     def _fit_filter(self, an: Analysis, sy: Symbols, stream_bytes: int,
                     integer_ycc: np.ndarray | None = None) -> list[np.ndarray]:
         """Loop-filter coefficients per plane, fitted on the integer decoder's reconstruction of
-        these symbols (the one every decoder filters; given, or synthesized here); luma per class,
-        as many as the z and y streams' `stream_bytes` allow. Cached with the symbols."""
+        these symbols (the one every decoder filters; given, or synthesized here); as many filters
+        as the z and y streams' `stream_bytes` allow (`loopfilter.layout`). Cached with the symbols."""
         if sy.filter is None:
             if integer_ycc is None:
                 integer_ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width)
-            sy.filter = []
-            for i, ref in enumerate(an.source10()):
-                rec = to_10bit(integer_ycc[..., i])
-                n = loopfilter.luma_classes(stream_bytes) if i == 0 else 1
-                sy.filter.append(loopfilter.fit(rec, ref, loopfilter.classify(rec, n), n))
+            sy.filter = loopfilter.identity(an.source.planes, stream_bytes)
+            for i, ref in enumerate(an.source10):
+                n = len(sy.filter[i])
+                if n:
+                    rec = to_10bit(integer_ycc[..., i])
+                    sy.filter[i] = loopfilter.fit(rec, ref, loopfilter.classify(rec, n), n)
         return sy.filter
 
     def _trained_code(self, q_code: int) -> int:

@@ -13,14 +13,15 @@ on 10-bit planes (edges replicated), clipped to 0..1023. Coefficients are int8 i
 devices) get the same pixels.
 
 Luma is filtered per class, as in ALF: each 4x4 block of the decoded plane is labelled by its
-activity (its rank among the image's blocks: quartiles) and, at higher rates, its direction
+activity (its rank among the image's blocks: quartiles) and, in larger files, its direction
 (horizontal, vertical, neither), and each class has its own filter. The class of a block is computed
-from decoded pixels with integer arithmetic, so it costs no side information. How many classes
-there are follows from the size of the z and y streams (`luma_classes`: 1, 4 or 12): each filter
-gains a share of the rate but costs a fixed 12 bytes, so more classes pay only in larger files. Chroma planes have one filter each. Each filter is fitted on the
-decoder's own reconstruction and kept only if it lowers its class's squared error; otherwise that
-class sends zeros. The block's size follows from the stream sizes and the plane count alone, so the
-exact size computation of the rate matcher knows it without fitting.
+from decoded pixels with integer arithmetic, so it costs no side information. Each filter gains a
+share of the rate but costs a fixed 12 bytes, so how many there are follows from the size of the z
+and y streams (`layout`): 1, 4 or 12 for luma, and one per chroma plane only in the largest files
+(chroma does not count in PSNR-Y). Each filter is fitted on the decoder's own reconstruction and
+kept only if it lowers its class's squared error; otherwise that class sends zeros. The block's
+size follows from the stream sizes and the plane count alone, so the exact size computation of the
+rate matcher knows it without fitting.
 
 Written by hand because it is part of the format: the filter must be the same integer operation in
 every decoder, and no library offers that.
@@ -41,30 +42,34 @@ TAPS = len(OFFSETS)       # 12
 MAX_FIT_PIXELS = 1 << 18  # the least-squares fit samples at most this many pixels per plane
 BLOCK = 4                 # luma classes are given to blocks of BLOCK x BLOCK pixels
 ACTIVITY_LEVELS = 4       # activity classes: the quartiles of the image's block activities
-# z + y stream bytes from which luma has 4 activity classes, and 4 x 3 activity-direction classes:
-# the extra filters gain a share of the rate and cost 12 bytes each. Chosen on the last 12 training
-# photos (768x512, model 8; `training/compare.py --loop-filter candidate`): BD-rate of the filter
-# -0.70% with one class, -1.23% with up to 4, -1.41% with these, -1.18% with {4: 1500, 12: 3500}
+# z + y stream bytes from which luma has 4 activity classes, and 4 x 3 activity-direction classes
+# (and chroma its filters): the extra filters gain a share of the rate and cost 12 bytes each.
+# Chosen on the last 12 training photos (768x512, model 8; `training/compare.py --loop-filter
+# candidate`), with chroma filtered at every size: BD-rate of the filter -0.70% with one luma class,
+# -1.23% with up to 4, -1.41% with these, -1.18% with {4: 1500, 12: 3500}
 CLASSES_FROM = {4: 2600, 12: 9000}
 
 
-def luma_classes(stream_bytes: int, version: int = 3) -> int:
-    """Luma filter classes of a bitstream whose z and y streams have this many bytes (version 2
-    streams have one)."""
-    if version < 3 or stream_bytes < CLASSES_FROM[4]:
-        return 1
-    return 4 if stream_bytes < CLASSES_FROM[12] else 12
+def layout(planes: int, stream_bytes: int, version: int = 3) -> list[int]:
+    """Filters per plane (0: the plane is not filtered) of a bitstream whose z and y streams have
+    this many bytes. Version 2 streams have one filter per plane."""
+    if version < 3:
+        return [1] * planes
+    if stream_bytes < CLASSES_FROM[4]:
+        return [1] + [0] * (planes - 1)
+    if stream_bytes < CLASSES_FROM[12]:
+        return [4] + [0] * (planes - 1)
+    return [12] + [1] * (planes - 1)
 
 
 def block_bytes(planes: int, stream_bytes: int, version: int = 3) -> int:
     """Size of the filter block (without its length field) for an image with this many planes."""
-    return TAPS * (luma_classes(stream_bytes, version) + planes - 1)
+    return TAPS * sum(layout(planes, stream_bytes, version))
 
 
 def identity(planes: int, stream_bytes: int) -> list[np.ndarray]:
-    """Coefficients that leave every plane as it is (all zero): (classes, TAPS) per plane."""
-    return [np.zeros((luma_classes(stream_bytes) if i == 0 else 1, TAPS), dtype=np.int8)
-            for i in range(planes)]
+    """Coefficients that leave every plane as it is (all zero): (filters, TAPS) per plane."""
+    return [np.zeros((n, TAPS), dtype=np.int8) for n in layout(planes, stream_bytes)]
 
 
 def classify(plane10: np.ndarray, classes: int) -> np.ndarray | None:
@@ -103,64 +108,65 @@ def _pair_sum(pad: np.ndarray, offset: tuple[int, int], shape: tuple[int, int], 
 
 
 def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
-    """The filtered 10-bit plane (uint16), exactly as every decoder computes it: int32 numpy
-    arithmetic (about 5 ms for 768x512 with one filter), the centre terms folded into one product.
-    `coeffs` is (filters, TAPS); with several filters, `classes` (from `classify`) picks each 4x4
-    block's, broadcast over the block rather than gathered per pixel."""
+    """The filtered 10-bit plane (uint16), exactly as every decoder computes it: int32 torch
+    arithmetic on the CPU (about 3 ms for 768x512 with one filter, 6 ms with 12 classes on 2 cores),
+    the centre terms folded into one product. `coeffs` is (filters, TAPS); with several filters,
+    `classes` (from `classify`) picks each 4x4 block's, broadcast over the block."""
     coeffs = np.asarray(coeffs).reshape(-1, TAPS).astype(np.int32)
     if not np.any(coeffs):
         return plane10
     h, w = plane10.shape
     if classes is None:
-        shape, per_block = (h, w), coeffs[0]
+        shape, per_block = (h, w), torch.from_numpy(coeffs[0])
     else:
         shape = (classes.shape[0] * BLOCK, classes.shape[1] * BLOCK)
-        per_block = coeffs[classes][:, None, :, None, :]        # (hb, 1, wb, 1, TAPS)
-    pad = _padded(plane10, shape)
+        per_block = torch.from_numpy(coeffs[classes]).permute(2, 0, 1)[:, :, None, :, None]  # (TAPS, hb, 1, wb, 1)
+    pad = torch.from_numpy(_padded(plane10, shape))
     x = pad[RADIUS:-RADIUS, RADIUS:-RADIUS]
-    acc = np.zeros(shape, dtype=np.int32)
-    tmp = np.empty_like(acc)
+    acc = torch.zeros(shape, dtype=torch.int32)
     blocks = (lambda a: a) if classes is None else (lambda a: a.reshape(shape[0] // BLOCK, BLOCK, -1, BLOCK))
-    for j, offset in enumerate(OFFSETS):
-        c = per_block[..., j]
-        if np.any(c):
-            np.multiply(blocks(_pair_sum(pad, offset, shape)), c, out=blocks(tmp))
-            acc += tmp
-    blocks(acc)[...] -= blocks(x) * (2 * per_block.sum(axis=-1))
-    acc += 1 << (PREC - 1)
-    acc >>= PREC
-    acc += x
-    return np.clip(acc[:h, :w], 0, 1023).astype(np.uint16)
+    acc_blocks = blocks(acc)
+    for c, offset in zip(per_block, OFFSETS):
+        if torch.any(c):
+            acc_blocks.add_(blocks(_pair_sum(pad, offset, shape)) * c)
+    acc_blocks.sub_(blocks(x) * (2 * per_block.sum(0)))
+    acc.add_(1 << (PREC - 1)).bitwise_right_shift_(PREC).add_(x)
+    return acc[:h, :w].clamp_(0, 1023).numpy().astype(np.uint16)
 
 
 def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None, n_classes: int = 1) -> np.ndarray:
     """int8 coefficients (n_classes, TAPS) that bring `rec10` closest to `ref10` in squared error,
     one filter per class of `classes` (zeros for a class no quantized filter improves). Least
-    squares on at most MAX_FIT_PIXELS pixels (a regular subsample), solved in torch: a numpy BLAS
-    product leaves OpenBLAS threads spinning, which slows the torch work that follows."""
+    squares on at most MAX_FIT_PIXELS pixels (a regular subsample), in torch: multithreaded, and a
+    numpy BLAS product would leave OpenBLAS threads spinning, which slows the torch work after it."""
     h, w = rec10.shape
     step = max(1, int(np.ceil(np.sqrt(rec10.size / MAX_FIT_PIXELS))))
-    pad = _padded(rec10, rec10.shape)
+    pad = torch.from_numpy(_padded(rec10, rec10.shape))
     x2 = 2 * pad[RADIUS:-RADIUS:step, RADIUS:-RADIUS:step]
-    feats = torch.from_numpy(np.stack([(_pair_sum(pad, o, rec10.shape, step) - x2).ravel() for o in OFFSETS]))
-    target = torch.from_numpy((ref10[::step, ::step].astype(np.int32) - rec10[::step, ::step]).ravel())
-    pixel_class = (np.zeros((h, w), dtype=np.int64) if classes is None else
-                   np.repeat(np.repeat(classes, BLOCK, axis=0), BLOCK, axis=1)[:h, :w])
-    sampled = torch.from_numpy(pixel_class[::step, ::step].ravel())
+    feats = torch.stack([(_pair_sum(pad, o, rec10.shape, step) - x2).reshape(-1) for o in OFFSETS]).double()
+    ref = torch.from_numpy(ref10.astype(np.int32))
+    rec = pad[RADIUS:-RADIUS, RADIUS:-RADIUS]
+    target = (ref[::step, ::step] - rec[::step, ::step]).reshape(-1).double()
+    pixel_class = (torch.zeros((h, w), dtype=torch.int64) if classes is None else torch.from_numpy(
+        np.repeat(np.repeat(classes, BLOCK, axis=0), BLOCK, axis=1)[:h, :w].copy()))
+    sampled = pixel_class[::step, ::step].reshape(-1)
+    order = torch.argsort(sampled, stable=True)            # the samples grouped by class
+    ends = torch.cumsum(torch.bincount(sampled, minlength=n_classes), 0).tolist()
+    feats, target = feats[:, order], target[order]
     q = np.zeros((n_classes, TAPS), dtype=np.int8)
-    for k in range(n_classes):
-        f = feats[:, sampled == k].double()
-        if f.shape[1] < 4 * TAPS:          # too few pixels to fit a filter on
+    for k, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
+        if end - start < 4 * TAPS:          # too few pixels to fit a filter on
             continue
-        t = target[sampled == k].double()
+        f, t = feats[:, start:end], target[start:end]
         coef = torch.linalg.lstsq(f @ f.T, (f @ t)[:, None]).solution[:, 0].numpy()
         q[k] = np.clip(np.round(coef * (1 << PREC)), -128, 127)
     if not np.any(q):
         return q
     # keep a class's filter only where it lowers that class's squared error over the whole plane
-    err = lambda plane: np.bincount(pixel_class.ravel(), ((plane.astype(np.int64) - ref10) ** 2).ravel(),  # noqa: E731
-                                    minlength=n_classes)
-    q[err(apply(rec10, q, classes)) >= err(rec10)] = 0
+    labels = pixel_class.reshape(-1)
+    err = lambda plane: torch.bincount(labels, ((plane - ref) ** 2).reshape(-1).double(), minlength=n_classes)  # noqa: E731
+    filtered = torch.from_numpy(apply(rec10, q, classes).astype(np.int32))
+    q[(err(filtered) >= err(rec)).numpy()] = 0
     return q
 
 
@@ -175,5 +181,5 @@ def unpack(data: bytes, planes: int, stream_bytes: int, version: int = 3) -> lis
         raise BitstreamError(f"corrupted bitstream: loop-filter block of {len(data)} bytes, "
                              f"expected {block_bytes(planes, stream_bytes, version)}")
     arr = np.frombuffer(data, dtype=np.int8).reshape(-1, TAPS)
-    luma = luma_classes(stream_bytes, version)
-    return [arr[:luma].copy()] + [arr[luma + i:luma + i + 1].copy() for i in range(planes - 1)]
+    ends = np.cumsum(layout(planes, stream_bytes, version))
+    return [arr[end - n:end].copy() for n, end in zip(layout(planes, stream_bytes, version), ends)]

@@ -74,11 +74,14 @@ def test_classes_rank_activity_and_tell_direction():
     assert loopfilter.classify(plane, 1) is None
 
 
-def test_more_luma_classes_only_in_larger_files():
-    counts = [loopfilter.luma_classes(b) for b in (100, 2599, 2600, 8999, 9000, 10**6)]
-    assert counts == [1, 1, 4, 4, 12, 12]
-    assert loopfilter.luma_classes(10**6, version=2) == 1
-    assert loopfilter.block_bytes(3, 10**6) == 12 * (12 + 2) and loopfilter.block_bytes(1, 100) == 12
+def test_more_filters_only_in_larger_files():
+    layouts = [loopfilter.layout(3, b) for b in (100, 2599, 2600, 8999, 9000, 10**6)]
+    assert layouts == [[1, 0, 0], [1, 0, 0], [4, 0, 0], [4, 0, 0], [12, 1, 1], [12, 1, 1]]
+    assert loopfilter.layout(3, 10**6, version=2) == [1, 1, 1] and loopfilter.layout(1, 10**6) == [12]
+    assert loopfilter.block_bytes(3, 10**6) == 12 * (12 + 2) and loopfilter.block_bytes(3, 100) == 12
+    coeffs = [np.full((n, loopfilter.TAPS), i + 1, np.int8) for i, n in enumerate(loopfilter.layout(3, 10**6))]
+    back = loopfilter.unpack(loopfilter.pack(coeffs), 3, 10**6)
+    assert all(np.array_equal(a, b) for a, b in zip(coeffs, back))
 
 
 def test_fit_sharpens_a_blurred_texture_and_keeps_an_exact_plane():
@@ -142,20 +145,24 @@ def test_a_filter_block_of_the_wrong_size_is_a_clear_error(codec, textured):
         codec.decode(short)
 
 
-def test_version_2_streams_have_one_luma_filter_and_still_decode(codec):
-    """A version-3 stream whose filter block has one luma filter reads as version 2 alike; with
-    several luma classes, relabelling it version 2 makes its block the wrong size."""
-    src = source_from_array(sample_crop(256, 256, 40, 60))
-    an = codec.analyze(src)
-    for q, classes in ((QMAX // 4, 1), (QMAX, 12)):
-        bs = Bitstream.unpack(codec.encode(an, q).data)
-        assert loopfilter.luma_classes(bs.stream_bytes) == classes
-        as_v2 = dataclasses.replace(bs, version=2).pack()
-        if classes == 1:
-            assert np.array_equal(codec.decode(as_v2).pixels, codec.decode(bs.pack()).pixels)
-        else:
-            with pytest.raises(BitstreamError, match="loop-filter block of 168 bytes, expected 36"):
-                codec.decode(as_v2)
+def test_version_2_streams_decode_with_one_filter_per_plane(codec, textured):
+    """Version 2 (one filter for each of Y, Cb, Cr) is still read; a version-3 block relabelled
+    version 2 has the wrong size."""
+    _, an = textured
+    with codec.options(loop_filter=False):
+        bs = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
+    plain = codec.decode(bs.pack())
+    coeffs = [np.array([[6, -2, 1, 0, 0, 3, -1, 0, 0, 0, 2, 0]], np.int8) * (i + 1) for i in range(3)]
+    v2 = Bitstream.unpack(dataclasses.replace(bs, filter_data=loopfilter.pack(coeffs), version=2).pack())
+    assert v2.version == 2
+    dec = codec.decode(v2.pack())
+    for i in range(3):
+        want = loopfilter.apply(np.round(plain.ycbcr[..., i] * 1023).astype(np.uint16), coeffs[i])
+        assert np.array_equal(np.round(dec.ycbcr[..., i] * 1023), want)
+    v3 = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
+    n = len(v3.filter_data)
+    with pytest.raises(BitstreamError, match=f"loop-filter block of {n} bytes, expected 36"):
+        codec.decode(dataclasses.replace(v3, version=2).pack())
 
 
 @pytest.mark.parametrize("method", ["fast", "bisection"])
