@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QLabel, QMainWindow, QProgressBar, QSlider, QToolBar)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QMainWindow, QProgressBar, QSlider,
+                               QToolBar)
 
 from codec.bitalloc import auto_map, map_from_painting
 from codec.compare import (Comparison, as_rgb, compare, map_to_image, match_anchor_for_view, painted_region,
@@ -231,6 +232,9 @@ class MainWindow(QMainWindow):
                                    model_id)
         self.model_box.setCurrentIndex(self.model_box.findData(DEFAULT_MODEL_ID))
         bar.addWidget(self.model_box)
+        self.filter_box = QCheckBox("Loop filter", checked=True,
+                                    toolTip="fit and send the adaptive loop filter (codec/loopfilter.py) with ours")
+        bar.addWidget(self.filter_box)
         bar.addAction(self.encode_act)
         bar.addAction(self.cancel_act)
         vbar = QToolBar("View", objectName="view-toolbar")
@@ -264,6 +268,7 @@ class MainWindow(QMainWindow):
         r.partial.connect(self._partial)
         r.busy.connect(self._busy)
         self.model_box.currentIndexChanged.connect(self._model_changed)
+        self.filter_box.toggled.connect(self._loop_filter_changed)
         m = self.map_runner
         m.finished.connect(self._auto_map_done)
         m.failed.connect(lambda msg: self.info.setText(f"error: automatic map: {msg}"))
@@ -403,6 +408,23 @@ class MainWindow(QMainWindow):
         if self.source is not None and self.report is not None:
             self.encode()
 
+    def loop_filter(self) -> bool:
+        """Whether ours is encoded with the adaptive loop filter (the toolbar's box; on by default)."""
+        return self.filter_box.isChecked()
+
+    def set_loop_filter(self, on: bool) -> None:
+        """Show the loop filter as on or off without re-encoding (a session or bitstream sets it)."""
+        self.filter_box.blockSignals(True)
+        self.filter_box.setChecked(bool(on))
+        self.filter_box.blockSignals(False)
+        self.rd_dock.set_loop_filter(bool(on))
+
+    def _loop_filter_changed(self) -> None:
+        """Switched on or off: as with another model, stale RD curves go and ours is encoded again."""
+        self.rd_dock.set_loop_filter(self.loop_filter())
+        if self.source is not None and self.report is not None:
+            self.encode()
+
     def target_bpp(self) -> float:
         text = self.bpp_box.currentText().strip()
         try:
@@ -432,12 +454,12 @@ class MainWindow(QMainWindow):
         source = self.source
         cached = (self.anchor, self.anchor_note) if self._anchor_key == (id(source), target) else (None, "")
 
-        model_id = self.model_id()
+        model_id, loop_filter = self.model_id(), self.loop_filter()
 
         def work(job):
             codec = LearnedCodec.load(model_id)
             job(f"encoding at {target:g} bpp{' with the bit-allocation map' if kmap is not None else ''}…", 0.05)
-            rep = encode_image(codec, source, target_bpp=target, kmap=kmap)
+            rep = encode_image(codec, source, target_bpp=target, kmap=kmap, loop_filter=loop_filter)
             job.partial(rep)
             job.check()
             return comparison_stage(job, codec, source, rep, target, *cached)
@@ -705,6 +727,7 @@ class MainWindow(QMainWindow):
         if source is not None and (source.width, source.height) != (header.width, header.height):
             source = None
         self.set_model(header.model_id)
+        self.set_loop_filter(header.filter_data is not None)
 
         def work(job):
             job(f"decoding {Path(path).name}…", 0.1)
@@ -746,7 +769,8 @@ class MainWindow(QMainWindow):
                     difference=self.views.difference, brush_radius=b.radius, brush_strength=b.strength,
                     brush_mode=b.mode, rd_targets=list(self.rd_dock.chosen_targets()),
                     rd_anchors=list(self.rd_dock.chosen_anchors()),
-                    devices_subprocesses=self.devices.subprocesses.isChecked(), model=self.model_id())
+                    devices_subprocesses=self.devices.subprocesses.isChecked(), model=self.model_id(),
+                    loop_filter=self.loop_filter())
 
     def apply_settings(self, s: dict) -> None:
         if "heatmap" in s and s["heatmap"] in HEATMAP_CHOICES:
@@ -771,6 +795,8 @@ class MainWindow(QMainWindow):
             self.devices.subprocesses.setChecked(bool(s["devices_subprocesses"]))
         if s.get("model") in MODELS:
             self.set_model(s["model"])
+        if isinstance(s.get("loop_filter"), bool):
+            self.set_loop_filter(s["loop_filter"])
 
     def session_state(self) -> Session:
         if self.source is None:

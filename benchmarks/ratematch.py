@@ -3,12 +3,14 @@
 For every image and CTC target both matchers encode; the table gives mean trials, mean seconds,
 the speedup ratio and the worst relative rate error, per target and overall. "Re-match" is the fast
 matcher on an image whose analysis transform already ran (the GUI's case when the engineer moves
-the target on the open image): its time excludes the one analysis per image.
+the target on the open image): its time excludes the one analysis per image. With the loop filter
+(on by default, as in `bitlens encode`) every matcher fits it once, on the accepted quality.
 
-    python benchmarks/ratematch.py [--limit N] [--markdown docs/ratematch.md]
+    python benchmarks/ratematch.py [--limit N] [--no-loop-filter] [--markdown docs/ratematch.md]
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -25,9 +27,12 @@ from codec.ratematch import match_rate
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--tolerance", type=float, default=0.01)
+    ap.add_argument("--loop-filter", action=argparse.BooleanOptionalAction, default=True,
+                    help="encode with the adaptive loop filter (default: on, as bitlens encode)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     codec = LearnedCodec.load()
+    codec.loop_filter = args.loop_filter
     rows = []   # (target, method, trials, seconds, rel error, within)
     failures = []
     t_all = time.perf_counter()
@@ -47,7 +52,8 @@ def main() -> None:
     kinds = {"fast": 1, "bisection": 0, "rematch": 2}
     a = np.array([(t, kinds[m], n, s, e, ok) for t, m, n, s, e, ok in rows], dtype=float)
     lines = [f"Rate matching on {len(images(args))} images, tolerance {args.tolerance:.0%} below target, "
-             f"{args.threads} threads, torch {torch.__version__}",
+             f"{args.threads} threads, torch {torch.__version__}, model {codec.name}, "
+             f"loop filter {'on' if codec.loop_filter else 'off'}",
              "",
              "| target bpp | fast trials | bisection trials | fast s | bisection s | speedup | re-match s | re-match speedup | max abs rel err fast | max abs rel err bisection | all within |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

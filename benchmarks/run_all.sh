@@ -8,6 +8,7 @@ mkdir -p docs runs
 $PY benchmarks/kodak_rd.py --markdown docs/kodak_rd.md
 $PY benchmarks/kodak_rd.py --no-loop-filter --markdown docs/kodak_rd_nofilter.md
 $PY benchmarks/ratematch.py --markdown docs/ratematch.md
+$PY benchmarks/ratematch.py --no-loop-filter --markdown docs/ratematch_nofilter.md
 $PY benchmarks/integer_decoder.py --markdown docs/integer_decoder.md
 $PY benchmarks/bitalloc.py --markdown docs/bitalloc.md
 $PY benchmarks/chroma.py --models 5 6 7 8 --markdown docs/chroma.md

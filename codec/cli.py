@@ -153,9 +153,9 @@ def _encode(args) -> int:
             sys.stderr.write(f"bitlens: warning: {w}\n")
         out = args.output or os.path.join(args.out_dir, Path(path).stem + ".bln")
         kmap = load_map(args.map, src.height, src.width) if args.map else None
-        with codec.options(loop_filter=args.loop_filter):
-            rep = encode_image(codec, src, target_bpp=args.bpp, quality=args.quality, method=args.method,
-                               tolerance=args.tolerance, closest=args.closest, kmap=kmap, auto_map=args.auto_map)
+        rep = encode_image(codec, src, target_bpp=args.bpp, quality=args.quality, method=args.method,
+                           tolerance=args.tolerance, closest=args.closest, kmap=kmap, auto_map=args.auto_map,
+                           loop_filter=args.loop_filter)
         write_atomic(out, lambda f: f.write(rep.encoded.data))
         results.append(dict(input=path, output=out, **rep.as_dict(), width=src.width, height=src.height,
                             model_id=codec.model_id, warnings=src.warnings))

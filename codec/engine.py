@@ -64,6 +64,7 @@ class Analysis:
                                         # encode is usually at its last trial's quality
     source10: list = field(default_factory=list)   # the source's 10-bit planes (Y, or Y, Cb, Cr):
                                                    # the loop filter's fitting target
+    loop_filter: bool = True            # encodes of this analysis fit and send the loop filter
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -150,8 +151,9 @@ class LearnedCodec:
             layer.prepare()
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
-        # encoder-only: fit and send the adaptive loop filter (codec/loopfilter.py): about 1% less
-        # rate on Kodak for a synthesis in the encoder (about 0.25 s at 768x512)
+        # encoder-only: fit and send the adaptive loop filter (codec/loopfilter.py) in the encodes of
+        # analyses made without saying (`analyze(..., loop_filter=)`): a few % less rate for a
+        # synthesis in the encoder (about 0.2 s at 768x512)
         self.loop_filter = True
 
     @classmethod
@@ -160,9 +162,9 @@ class LearnedCodec:
 
     @contextlib.contextmanager
     def options(self, **encoder_options):
-        """Encoder switches (`rdoq`, `loop_filter`) set for a block and restored after it: loaded
-        codecs are shared within a process. Not for threads that encode with the same codec at once
-        (the GUI's workers do, so the GUI encodes with the defaults)."""
+        """Encoder switches (`rdoq`, and `loop_filter` for analyses made in the block) set for a block
+        and restored after it: loaded codecs are shared within a process. Not for threads that encode
+        with the same codec at once (the GUI's workers do: they pass `loop_filter` per analysis)."""
         old = {k: getattr(self, k) for k in encoder_options if k in ("rdoq", "loop_filter")}
         if len(old) != len(encoder_options):
             raise TypeError(f"unknown encoder options: {sorted(set(encoder_options) - set(old))}")
@@ -176,14 +178,17 @@ class LearnedCodec:
 
     # ---- encoder side ------------------------------------------------------------------------
     @torch.inference_mode()
-    def analyze(self, source: SourceImage) -> Analysis:
-        """Analysis transform: once per image (the expensive part of an encode)."""
+    def analyze(self, source: SourceImage, loop_filter: bool | None = None) -> Analysis:
+        """Analysis transform: once per image (the expensive part of an encode). `loop_filter`
+        (default: the codec's `loop_filter`) says whether its encodes carry the loop filter: a
+        choice per analysis, so threads sharing one codec can choose differently."""
         t0 = time.perf_counter()
         ycc = source.ycbcr()
         x = torch.from_numpy(ycc.astype(np.float32)).permute(2, 0, 1)[None]
         x = pad_to_multiple(x, STRIDE).contiguous(memory_format=torch.channels_last)
         an = Analysis(source, self.g_a(x)[0].contiguous().numpy(), 0.0,
-                      source10=[to_10bit(ycc[..., i]) for i in range(source.planes)])
+                      source10=[to_10bit(ycc[..., i]) for i in range(source.planes)],
+                      loop_filter=self.loop_filter if loop_filter is None else bool(loop_filter))
         if not self.net.hyper_gain:
             self.hyper(an, 0)
         an.seconds = time.perf_counter() - t0
@@ -238,7 +243,7 @@ class LearnedCodec:
         y_bytes = sum(sizes) + (len(varint(sizes[0])) if len(sizes) > 1 else 0)
         map_data = offsetmap.encode_map(sy.kmap)
         z_bytes = len(self.hyper(an, q_code).z_data)
-        filter_bytes = loopfilter.block_bytes(an.source.planes, z_bytes + y_bytes) if self.loop_filter else None
+        filter_bytes = loopfilter.block_bytes(an.source.planes, z_bytes + y_bytes) if an.loop_filter else None
         return self._container_bytes(an.source, map_data, filter_bytes, z_bytes, y_bytes)
 
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
@@ -257,7 +262,7 @@ class LearnedCodec:
         y_data = self._y_data(sy)
         z_data = self.hyper(an, q_code).z_data
         filter_data = None
-        if self.loop_filter:
+        if an.loop_filter:
             stream_bytes = len(z_data) + len(y_data)
             coeffs = (self._fit_filter(an, sy, stream_bytes) if fit_filter
                       else loopfilter.identity(an.source.planes, stream_bytes))
@@ -273,7 +278,7 @@ class LearnedCodec:
         `filtered` False, before the loop filter (a cheaper probe)."""
         sy = self.symbols(an, q_code, kmap)
         ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend)
-        if not (filtered and self.loop_filter):
+        if not (filtered and an.loop_filter):
             return ycc
         stream_bytes = len(self.hyper(an, q_code).z_data) + len(self._y_data(sy))
         return self._filtered(ycc, self._fit_filter(an, sy, stream_bytes, ycc if backend == "integer" else None))

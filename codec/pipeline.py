@@ -59,9 +59,10 @@ class EncodeReport:
 def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float | None = None,
                  quality: float | None = None, method: str = "fast", tolerance: float = 0.01,
                  closest: bool = False, kmap: np.ndarray | None = None, auto_map: str | None = None,
-                 backend: str = "integer") -> EncodeReport:
+                 backend: str = "integer", loop_filter: bool | None = None) -> EncodeReport:
     """Encode at `target_bpp` through the rate matcher, or at a fixed `quality` (0..100), with an
-    optional step-offset map (given, or computed by `auto_map`: rdo, vvc, variance)."""
+    optional step-offset map (given, or computed by `auto_map`: rdo, vvc, variance), with the loop
+    filter if `loop_filter` (default: the codec's default, on)."""
     if (target_bpp is None) == (quality is None):
         raise BitlensError("give exactly one of a target bpp or a quality")
     t0 = time.perf_counter()
@@ -70,19 +71,19 @@ def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float 
         from .bitalloc import auto_map as make_map
         if target_bpp is None and auto_map != "variance":
             raise BitlensError(f"--auto-map {auto_map} needs a target bpp")
-        an = codec.analyze(source)
+        an = codec.analyze(source, loop_filter)
         kmap = make_map(auto_map, codec, source, target_bpp, an, tolerance)
         map_s = time.perf_counter() - t0
     if target_bpp is not None:
         m = match_rate(codec, source, target_bpp, method, tolerance, closest, kmap,
-                       analysis=an if method == "fast" else None)
+                       analysis=an if method == "fast" else None, loop_filter=loop_filter)
         enc, trace, match_s, an = m.encoded, m.trace, m.seconds, m.analysis or an
     else:
         try:
             q = quality_to_code(quality)
         except ValueError as exc:
             raise BitlensError(str(exc)) from None
-        an = an or codec.analyze(source)
+        an = an or codec.analyze(source, loop_filter)
         enc, trace, match_s = codec.encode(an, q, kmap), [], 0.0
     enc_s = time.perf_counter() - t0
     dec = codec.decode(enc.data, backend)

@@ -18,6 +18,7 @@ so a painted map keeps the total rate.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -63,16 +64,19 @@ def accepts(bpp: float, target: float, tolerance: float, closest: bool) -> bool:
 
 def match_rate(codec: LearnedCodec, source: SourceImage, target_bpp: float, method: str = "fast",
                tolerance: float = 0.01, closest: bool = False, kmap: np.ndarray | None = None,
-               analysis: Analysis | None = None) -> MatchResult:
-    """Encode `source` at `target_bpp` with the chosen matcher. Raises BitlensError if unreachable."""
+               analysis: Analysis | None = None, loop_filter: bool | None = None) -> MatchResult:
+    """Encode `source` at `target_bpp` with the chosen matcher, with the loop filter if `loop_filter`
+    (default: the codec's default; a given `analysis` carries its own choice). Raises BitlensError
+    if unreachable."""
     if not (target_bpp > 0 and math.isfinite(target_bpp)):
         raise BitlensError(f"target bpp must be a positive number, got {target_bpp}")
     if not 0 < tolerance < 1:
         raise BitlensError(f"tolerance must be between 0 and 1, got {tolerance}")
+    analyze = functools.partial(codec.analyze, source, loop_filter=loop_filter)
     if method == "fast":
-        return _fast(codec, source, target_bpp, tolerance, closest, kmap, analysis)
+        return _fast(codec, source, target_bpp, tolerance, closest, kmap, analysis, analyze)
     if method == "bisection":
-        return _bisection(codec, source, target_bpp, tolerance, closest, kmap)
+        return _bisection(codec, source, target_bpp, tolerance, closest, kmap, analyze)
     raise BitlensError(f"unknown rate-matching method {method!r} (choose from {', '.join(METHODS)})")
 
 
@@ -81,7 +85,7 @@ def _unreachable(target: float, low: float, high: float) -> BitlensError:
                         f"({low:.4f} to {high:.4f} bpp)")
 
 
-def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
+def _bisection(codec, source, target, tol, closest, kmap, analyze) -> MatchResult:
     t0 = time.perf_counter()
     npix = source.width * source.height
     trace: list[tuple[int, float]] = []
@@ -93,7 +97,7 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
         # each trial pays the whole encoder, except the loop-filter fit: the filter block has a
         # fixed size, so the fit is paid once, for the accepted trial, as in `fast`
         nonlocal last
-        last = codec.analyze(source)
+        last = analyze()
         enc = codec.encode(last, q, kmap, fit_filter=False)
         trace.append((q, len(enc.data) * 8 / npix))
         return enc
@@ -113,15 +117,15 @@ def _bisection(codec, source, target, tol, closest, kmap) -> MatchResult:
         if accepts(edge.bpp, target, tol, closest):
             best = edge
         else:
-            raise _range_error(codec, source, target, kmap, tol)
-    if codec.loop_filter:
+            raise _range_error(codec, target, kmap, tol, last)
+    if last.loop_filter:
         best = codec.encode(last, best.q_code, kmap)   # the accepted trial, its filter fitted: same size
     return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
 
 
-def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
+def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> MatchResult:
     t0 = time.perf_counter()
-    an = analysis if analysis is not None else codec.analyze(source)
+    an = analysis if analysis is not None else analyze()    # timed: a cold match pays its analysis
     npix = source.width * source.height
     trace: list[tuple[int, float]] = []
     prior = rate_curve(codec, an, kmap)   # (codes, log bpp), increasing in code
@@ -170,7 +174,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
             q = min(max(q, qa + 1), qb - 1)
         else:
             if (q == 0 and b > target) or (q == QMAX and b < target):
-                raise _range_error(codec, source, target, kmap, tol, an)
+                raise _range_error(codec, target, kmap, tol, an)
             # this image's curve as the prior's through the measured point: shifted after one trial;
             # with two on one side, also its slope against the prior (kept within 0.5..2)
             p, slope = prior_at(q), 1.0
@@ -182,7 +186,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis) -> MatchResult:
             if nq == q:   # prior is flat here or clamped: step outwards
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
             q = min(max(nq, 0), QMAX)
-    raise _range_error(codec, source, target, kmap, tol, an)
+    raise _range_error(codec, target, kmap, tol, an)
 
 
 def rate_curve(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None = None) -> np.ndarray:
@@ -199,9 +203,8 @@ def rate_curve(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None = None
     return np.stack([CODES.astype(np.float64), log_bpp])
 
 
-def _range_error(codec, source, target, kmap, tol, an=None) -> BitlensError:
-    an = an if an is not None else codec.analyze(source)
-    npix = source.width * source.height
+def _range_error(codec, target, kmap, tol, an) -> BitlensError:
+    npix = an.source.width * an.source.height
     low = codec.estimate_bytes(an, 0, kmap) * 8 / npix
     high = codec.estimate_bytes(an, QMAX, kmap) * 8 / npix
     if low <= target <= high:

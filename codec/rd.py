@@ -93,8 +93,10 @@ def bd_rates(result: RDResult) -> tuple[dict[str, float | None], dict[str, str]]
 
 def rd_points(codec, source: SourceImage, targets=CTC_RATES, anchors=DEFAULT_ANCHORS, *,
               reference: str = "vvc", progress: Callable[[int, int, str], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, cache: bool = True) -> RDResult:
-    """Ours (`codec`, a LearnedCodec) and each anchor at every target rate on one image."""
+              should_stop: Callable[[], bool] | None = None, cache: bool = True,
+              loop_filter: bool | None = None) -> RDResult:
+    """Ours (`codec`, a LearnedCodec; with its loop filter unless `loop_filter` is False) and each
+    anchor at every target rate on one image."""
     from .anchors import get_anchor, match_anchor
     from .pipeline import encode_image
 
@@ -120,7 +122,7 @@ def rd_points(codec, source: SourceImage, targets=CTC_RATES, anchors=DEFAULT_ANC
             t0 = time.perf_counter()
             try:
                 if name == "ours":
-                    rep = encode_image(codec, source, target_bpp=t)
+                    rep = encode_image(codec, source, target_bpp=t, loop_filter=loop_filter)
                     pt = RDPoint(name, t, True, rep.bpp, rep.psnr_y, f"quality {rep.quality:.2f}", result=rep)
                 else:
                     r = match_anchor(name, source, t, cache=cache, start_qp=start_qp)

@@ -1,5 +1,5 @@
-"""The toolbar's model choice: ours is encoded with the chosen model, the RD curves follow it, and a
-bitstream or session shows the model it was made with."""
+"""The toolbar's model and loop-filter choices: ours is encoded with them, the RD curves follow them,
+and a bitstream or session shows the ones it was made with."""
 from codec.entropy.bitstream import Bitstream
 from codec.model.zoo import DEFAULT_MODEL_ID
 
@@ -40,3 +40,25 @@ def test_a_bitstream_shows_its_model(window, qtbot, tiny_png, tmp_path, codec):
         window.open_bitstream(str(path))
     assert sig.args == [True]
     assert window.model_id() == 4 and window.report.encoded.data == data
+
+
+def test_switching_the_loop_filter_off_encodes_again_without_it(window, qtbot, tiny_png, codec, tmp_path):
+    w = window
+    open_and_wait(qtbot, w, tiny_png)
+    assert w.loop_filter()
+    first = encode_and_wait(qtbot, w, "1.0")
+    assert Bitstream.unpack(first.encoded.data).filter_data is not None
+    w.rd_dock.model.result = object()            # curves measured with the filter
+    with qtbot.waitSignal(w.encode_done, timeout=TIMEOUT) as sig:
+        w.filter_box.setChecked(False)              # encodes again at the same target
+    assert sig.args == [True]
+    assert Bitstream.unpack(w.report.encoded.data).filter_data is None and w.report.bpp <= 1.0
+    assert codec.loop_filter                        # the shared codec's default is untouched
+    assert w.rd_dock.model.result is None and "loop filter off" in w.rd_dock.status.text()
+    assert not w.rd_dock.loop_filter and w.session_settings()["loop_filter"] is False
+    # a bitstream with the filter shows it on again, without encoding
+    path = tmp_path / "f.bln"
+    path.write_bytes(first.encoded.data)
+    with qtbot.waitSignal(w.encode_done, timeout=TIMEOUT):
+        w.open_bitstream(str(path))
+    assert w.loop_filter() and w.rd_dock.loop_filter

@@ -105,9 +105,8 @@ def textured(codec):
 def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
     src, an = textured
     q = QMAX // 2
-    with codec.options(loop_filter=False):
-        assert Bitstream.unpack(codec.encode(an, q).data).filter_data is None
-    assert codec.loop_filter                                                   # on by default
+    assert Bitstream.unpack(codec.encode(codec.analyze(src, loop_filter=False), q).data).filter_data is None
+    assert codec.loop_filter and an.loop_filter                                # on by default
     data = codec.encode(an, q).data
     assert abs(codec.estimate_bytes(an, q) - len(data)) <= 8
     recon = codec.reconstruct(an, q)
@@ -123,9 +122,8 @@ def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
 
 
 def test_streams_without_a_filter_are_version_1_and_it_has_no_filter_flag(codec, textured):
-    _, an = textured
-    with codec.options(loop_filter=False):
-        v1 = codec.encode(an, QMAX // 3).data
+    src, _ = textured
+    v1 = codec.encode(codec.analyze(src, loop_filter=False), QMAX // 3).data
     assert v1[4] == 1
     body = v1[:4] + b"\x02" + v1[5:-4]                 # the same content labelled version 2 decodes alike
     v2 = body + zlib.crc32(body).to_bytes(4, "little")
@@ -137,8 +135,7 @@ def test_streams_without_a_filter_are_version_1_and_it_has_no_filter_flag(codec,
 
 def test_a_filter_block_of_the_wrong_size_is_a_clear_error(codec, textured):
     _, an = textured
-    with codec.options(loop_filter=True):
-        bs = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
+    bs = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
     short = dataclasses.replace(bs, filter_data=bs.filter_data[:-1]).pack()
     n = len(bs.filter_data)
     with pytest.raises(BitstreamError, match=f"loop-filter block of {n - 1} bytes, expected {n}"):
@@ -148,9 +145,8 @@ def test_a_filter_block_of_the_wrong_size_is_a_clear_error(codec, textured):
 def test_version_2_streams_decode_with_one_filter_per_plane(codec, textured):
     """Version 2 (one filter for each of Y, Cb, Cr) is still read; a version-3 block relabelled
     version 2 has the wrong size."""
-    _, an = textured
-    with codec.options(loop_filter=False):
-        bs = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
+    src, an = textured
+    bs = Bitstream.unpack(codec.encode(codec.analyze(src, loop_filter=False), QMAX // 2).data)
     plain = codec.decode(bs.pack())
     coeffs = [np.array([[6, -2, 1, 0, 0, 3, -1, 0, 0, 0, 2, 0]], np.int8) * (i + 1) for i in range(3)]
     v2 = Bitstream.unpack(dataclasses.replace(bs, filter_data=loopfilter.pack(coeffs), version=2).pack())
@@ -173,3 +169,14 @@ def test_both_matchers_land_in_tolerance_with_the_filter(codec, textured, method
     bs = Bitstream.unpack(m.encoded.data)
     assert 0.495 <= m.encoded.bpp <= 0.5 and bs.filter_data is not None
     assert len(bs.filter_data) == loopfilter.block_bytes(3, bs.stream_bytes)
+    off = match_rate(codec, src, 0.5, method, loop_filter=False)     # per call: the codec's default stays
+    assert 0.495 <= off.encoded.bpp <= 0.5 and Bitstream.unpack(off.encoded.data).filter_data is None
+    assert codec.loop_filter
+
+
+def test_options_set_the_default_for_analyses_made_in_the_block(codec, textured):
+    src, _ = textured
+    with codec.options(loop_filter=False):
+        assert not codec.analyze(src).loop_filter
+        assert codec.analyze(src, loop_filter=True).loop_filter
+    assert codec.loop_filter and codec.analyze(src).loop_filter

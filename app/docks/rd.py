@@ -51,6 +51,7 @@ class RDDock(QDockWidget):
         self.model = RDModel()
         self.source = None
         self.model_id = DEFAULT_MODEL_ID    # ours is encoded with this model (the window's choice)
+        self.loop_filter = True             # and with the loop filter (the window's choice)
         self.runner = workers.JobRunner(self)
         w = QWidget()
         lay = QVBoxLayout(w)
@@ -134,12 +135,20 @@ class RDDock(QDockWidget):
 
     def set_model(self, model_id: int) -> None:
         """Ours is encoded with `model_id` from now on; curves of another model are dropped."""
-        if model_id == self.model_id:
-            return
-        self.model_id = model_id
+        if model_id != self.model_id:
+            self.model_id = model_id
+            self._drop_curves(f"model {model_id}")
+
+    def set_loop_filter(self, on: bool) -> None:
+        """Ours is encoded with (or without) the loop filter from now on; other curves are dropped."""
+        if bool(on) != self.loop_filter:
+            self.loop_filter = bool(on)
+            self._drop_curves(f"the loop filter {'on' if on else 'off'}")
+
+    def _drop_curves(self, setting: str) -> None:
         if self.model.result is not None or self.runner.is_busy:
             self.set_source(self.source)
-            self.status.setText(f"Run to measure the RD curves of this image with model {model_id}.")
+            self.status.setText(f"Run to measure the RD curves of this image with {setting}.")
 
     def run(self, targets=None, anchors=None):
         if self.source is None:
@@ -152,13 +161,13 @@ class RDDock(QDockWidget):
             return None
         self.model.targets, self.model.anchors = targets, anchors
         self.set_choices(targets, anchors)
-        source, model_id = self.source, self.model_id
+        source, model_id, loop_filter = self.source, self.model_id, self.loop_filter
 
         def work(job):
             from codec.engine import LearnedCodec
             return rd_points(LearnedCodec.load(model_id), source, targets, anchors,
                              progress=lambda i, n, text: job(f"RD: {text} ({i}/{n})", i / n),
-                             should_stop=job.should_stop)
+                             should_stop=job.should_stop, loop_filter=loop_filter)
 
         self.progress.setValue(0)
         return self.runner.start(work, "rd")
