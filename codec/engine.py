@@ -124,6 +124,11 @@ class LearnedCodec:
         self.net.load_state_dict({k: v.float() for k, v in bundle["state_dict"].items()})
         self.net.eval()
         self.g_a = inference_analysis(self.net.g_a)   # the encoder's faster copy of the analysis
+        # the float synthesis the encoder fits the loop filter on, channels-last: 0.12 s instead of
+        # the integer decoder's 0.22 s at 768x512, its pixels within one 10-bit level of it, and the
+        # fitted filters as good on the integer reconstruction (training photos: squared error
+        # after filtering within 0.1% of the filters fitted on the integer reconstruction)
+        self.g_s_fit = copy.deepcopy(self.net.g_s).to(memory_format=torch.channels_last)
         self._nets = {"cpu": self.net}   # the float network per torch device
         self.log2_steps_q16 = bundle["log2_steps_q16"].numpy()
         # steps the hyper-analysis is conditioned on (an encoder-only input): the trained ones, also
@@ -281,27 +286,28 @@ class LearnedCodec:
         if not (filtered and an.loop_filter):
             return ycc
         stream_bytes = len(self.hyper(an, q_code).z_data) + len(self._y_data(sy))
-        return self._filtered(ycc, self._fit_filter(an, sy, stream_bytes, ycc if backend == "integer" else None))
+        return self._filtered(ycc, self._fit_filter(an, sy, stream_bytes))
 
     def _y_data(self, sy: Symbols) -> bytes:
         """The coded y stream (two parts, the first with its length, with a context model)."""
         parts = [coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)]
         return parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
 
-    def _fit_filter(self, an: Analysis, sy: Symbols, stream_bytes: int,
-                    integer_ycc: np.ndarray | None = None) -> list[np.ndarray]:
-        """Loop-filter coefficients per plane, fitted on the integer decoder's reconstruction of
-        these symbols (the one every decoder filters; given, or synthesized here); as many filters
-        as the z and y streams' `stream_bytes` allow (`loopfilter.layout`). Cached with the symbols."""
+    @torch.inference_mode()
+    def _fit_filter(self, an: Analysis, sy: Symbols, stream_bytes: int) -> list[np.ndarray]:
+        """Loop-filter coefficients per plane, fitted on the float synthesis of these symbols (as
+        good as fitting on the integer decoder's, in half the time: `g_s_fit`); as many filters as
+        the z and y streams' `stream_bytes` allow (`loopfilter.layout`). Cached with the symbols."""
         if sy.filter is None:
-            if integer_ycc is None:
-                integer_ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width)
+            y_hat = torch.from_numpy(np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4).astype(np.float32))[None]
+            rec = self.g_s_fit(y_hat.contiguous(memory_format=torch.channels_last))[0]
+            rec = rec[:, :an.source.height, :an.source.width].nan_to_num(0.5).clamp(0, 1).numpy()
             sy.filter = loopfilter.identity(an.source.planes, stream_bytes)
             for i, ref in enumerate(an.source10):
                 n = len(sy.filter[i])
                 if n:
-                    rec = to_10bit(integer_ycc[..., i])
-                    sy.filter[i] = loopfilter.fit(rec, ref, loopfilter.classify(rec, n), n)
+                    plane = to_10bit(rec[i])
+                    sy.filter[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
         return sy.filter
 
     def _trained_code(self, q_code: int) -> int:
