@@ -259,6 +259,8 @@ def _add_anchor_eval_parsers(sub) -> None:
     v.add_argument("--method", choices=("fast", "bisection"), default="fast")
     v.add_argument("--backend", choices=("integer", "integer8", "float"), default="integer",
                    help="our decoder for the measured reconstructions")
+    v.add_argument("--loop-filter", action=argparse.BooleanOptionalAction, default=True,
+                   help="our encoder sends the adaptive loop filter (default: on)")
     v.add_argument("--tolerance", type=float, default=0.01)
     v.add_argument("--preset", default=None, help="anchor preset, for the codecs that have it")
     v.add_argument("--closest", action="store_true", help="accept rates above the targets too")
@@ -308,7 +310,8 @@ def _eval(args) -> int:
     cfg = EvalConfig(codecs=tuple(_csv_list(args.codecs, "--codecs")),
                      targets=tuple(_csv_list(args.bpp, "--bpp", float)), method=args.method,
                      tolerance=args.tolerance, closest=args.closest, preset=args.preset,
-                     cache=not args.no_cache, jobs=args.jobs, backend=args.backend)
+                     cache=not args.no_cache, jobs=args.jobs, backend=args.backend,
+                     loop_filter=args.loop_filter)
     res = run_eval(args.folder, args.out, cfg, progress=lambda m: sys.stderr.write(f"bitlens: {m}\n"))
     nfail = len(res.failures)
     lines = [f"{len(res.rows) - nfail} points, {nfail} failed, {res.seconds:.1f} s; results in {args.out}"]

@@ -37,6 +37,7 @@ class EvalConfig:
     targets: tuple[float, ...] = CTC_TARGETS
     method: str = "fast"           # our rate matcher
     backend: str = "integer"       # our decoder for the measured reconstruction
+    loop_filter: bool = True       # our encoder sends the adaptive loop filter
     tolerance: float = 0.01        # our rate matcher's relative tolerance
     closest: bool = False          # anchors (and ours): accept the closest rate even above the target
     preset: str | None = None      # anchor preset, applied to the codecs that have it
@@ -151,7 +152,8 @@ def evaluate_image(image_id: str, path: str, out_dir: str, cfg: EvalConfig,
                 if codec == "ours":
                     from .pipeline import encode_image
                     rep = encode_image(_learned_codec(), src, target_bpp=t, method=cfg.method,
-                                       tolerance=cfg.tolerance, closest=cfg.closest, backend=cfg.backend)
+                                       tolerance=cfg.tolerance, closest=cfg.closest, backend=cfg.backend,
+                                       loop_filter=cfg.loop_filter)
                     dec = rep.decoded
                     data, pixels, rec_y10, ext = rep.encoded.data, dec.pixels, dec.y10, ".bln"
                     extra = dict(quality=rep.quality, trials=len(rep.trace), encode_seconds=rep.encode_seconds,
