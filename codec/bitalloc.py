@@ -135,16 +135,17 @@ def best_of(codec: LearnedCodec, an: Analysis, target_bpp: float, candidates: li
     """The candidate map whose rate-matched encode has the highest PSNR-Y (integer decoder)."""
     from .color import to_10bit
     from .metrics import psnr
-    from .ratematch import match_rate
+    from .ratematch import filter_layout, match_rate
 
     ref, scores = an.source.y10(), []
+    layout = filter_layout(target_bpp, an.source.width * an.source.height)
     for k in candidates:
         try:
             m = match_rate(codec, an.source, target_bpp, "fast", tolerance, kmap=k, analysis=an)
         except BitlensError:        # this map cannot reach the target: not a candidate
             scores.append(-np.inf)
             continue
-        rec = codec.reconstruct(an, m.encoded.q_code, k)
+        rec = codec.reconstruct(an, m.encoded.q_code, k, filter_layout=layout)
         scores.append(psnr(ref, to_10bit(rec[..., 0]), 1023))
     return candidates[int(np.argmax(scores))]
 
@@ -152,7 +153,7 @@ def best_of(codec: LearnedCodec, an: Analysis, target_bpp: float, candidates: li
 def auto_map(name: str, codec: LearnedCodec, source: SourceImage, target_bpp: float,
              an: Analysis | None = None, tolerance: float = 0.01) -> np.ndarray:
     """Compute an automatic map for encoding `source` at `target_bpp`."""
-    from .ratematch import match_rate
+    from .ratematch import filter_layout, match_rate
 
     if name not in AUTO_MAPS:
         raise BitlensError(f"unknown automatic map {name!r} (choose from {', '.join(AUTO_MAPS)})")
@@ -165,6 +166,7 @@ def auto_map(name: str, codec: LearnedCodec, source: SourceImage, target_bpp: fl
         return best_of(codec, an, target_bpp, [quantize_map(a * k) for a in RDO_STRENGTHS], tolerance)
     from .anchors import match_anchor
     vvc = match_anchor("vvc", source, target_bpp)
-    ours = codec.reconstruct(an, flat.encoded.q_code)
+    ours = codec.reconstruct(an, flat.encoded.q_code,
+                             filter_layout=filter_layout(target_bpp, source.width * source.height))
     from .color import to_10bit
     return vvc_map(source, to_10bit(ours[..., 0]), vvc.y10)

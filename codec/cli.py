@@ -231,7 +231,7 @@ def _filter_planes(bs) -> list[str]:
     from .loopfilter import unpack
     if bs.filter_data is None:
         return []
-    return [n for n, c in zip(("Y", "Cb", "Cr"), unpack(bs.filter_data, bs.planes, bs.stream_bytes, bs.version)) if c.any()]
+    return [n for n, c in zip(("Y", "Cb", "Cr"), unpack(bs.filter_data, bs.planes, bs.version)) if c.any()]
 
 
 def _add_anchor_eval_parsers(sub) -> None:

@@ -80,7 +80,7 @@ class Symbols:
     delta: np.ndarray    # (M, h, w) quantization step
     mu: np.ndarray       # (M, h, w) mean (the context model's, on its second half)
     kmap: np.ndarray     # (h, w) step offsets
-    filter: list[np.ndarray] | None = None   # loop-filter coefficients per plane, once fitted
+    filters: dict = field(default_factory=dict)   # loop-filter coefficients per plane, per layout fitted
 
 
 @dataclass
@@ -241,14 +241,19 @@ class LearnedCodec:
     def _quantize(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return rdo_round(v, rows, self.y_table) if self.rdoq else np.round(v).astype(np.int64)
 
-    def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> int:
-        """Exact size of the file `encode` would write, from the stored tables, without coding."""
+    def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
+                       filter_layout: int | None = None) -> int:
+        """Exact size of the file `encode` would write (with the same `filter_layout`), from the
+        stored tables, without coding."""
         sy = self.symbols(an, q_code, kmap)
         sizes = [coder.estimate_bytes(coder.coded_bits(s, r, self.y_table)) for s, r in self._y_parts(sy)]
         y_bytes = sum(sizes) + (len(varint(sizes[0])) if len(sizes) > 1 else 0)
         map_data = offsetmap.encode_map(sy.kmap)
         z_bytes = len(self.hyper(an, q_code).z_data)
-        filter_bytes = loopfilter.block_bytes(an.source.planes, z_bytes + y_bytes) if an.loop_filter else None
+        filter_bytes = None
+        if an.loop_filter:
+            index = loopfilter.choose_layout(z_bytes + y_bytes) if filter_layout is None else filter_layout
+            filter_bytes = loopfilter.block_bytes(an.source.planes, index)
         return self._container_bytes(an.source, map_data, filter_bytes, z_bytes, y_bytes)
 
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
@@ -257,10 +262,11 @@ class LearnedCodec:
         return coder.symbol_bits(sy.s, sy.rows, self.y_table).sum(axis=0)
 
     def encode(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
-               fit_filter: bool = True) -> Encoded:
-        """Range-code the image at this quality and map into a complete bitstream. With `fit_filter`
-        False the loop-filter block holds the identity (same size: for trials that only need the
-        rate)."""
+               fit_filter: bool = True, filter_layout: int | None = None) -> Encoded:
+        """Range-code the image at this quality and map into a complete bitstream. The loop filter
+        (if the analysis has it on) has the `filter_layout` given (the rate matcher's, chosen from
+        its target) or else the one `loopfilter.choose_layout` picks for this file; with
+        `fit_filter` False it holds the identity (same size: for trials that only need the rate)."""
         if not 0 <= q_code <= QMAX:
             raise BitlensError(f"quality code {q_code} outside 0..{QMAX}")
         sy = self.symbols(an, q_code, kmap)
@@ -268,25 +274,27 @@ class LearnedCodec:
         z_data = self.hyper(an, q_code).z_data
         filter_data = None
         if an.loop_filter:
-            stream_bytes = len(z_data) + len(y_data)
-            coeffs = (self._fit_filter(an, sy, stream_bytes) if fit_filter
-                      else loopfilter.identity(an.source.planes, stream_bytes))
-            filter_data = loopfilter.pack(coeffs)
+            index = loopfilter.choose_layout(len(z_data) + len(y_data)) if filter_layout is None else filter_layout
+            coeffs = (self._fit_filter(an, sy, index) if fit_filter
+                      else loopfilter.identity(an.source.planes, index))
+            filter_data = loopfilter.pack(coeffs, index)
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
                        offsetmap.encode_map(sy.kmap), z_data, y_data, filter_data)
         return Encoded(bs.pack(), int(q_code), sy.kmap, an.source.width, an.source.height)
 
     @torch.inference_mode()
     def reconstruct(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
-                    backend: str = "integer", filtered: bool = True) -> np.ndarray:
-        """Y'CbCr reconstruction the decoder will produce, without going through the coder; with
-        `filtered` False, before the loop filter (a cheaper probe)."""
+                    backend: str = "integer", filtered: bool = True, filter_layout: int | None = None) -> np.ndarray:
+        """Y'CbCr reconstruction the decoder will produce from `encode` with the same arguments,
+        without going through the decoder; with `filtered` False, before the loop filter (a cheaper
+        probe)."""
         sy = self.symbols(an, q_code, kmap)
         ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend)
         if not (filtered and an.loop_filter):
             return ycc
-        stream_bytes = len(self.hyper(an, q_code).z_data) + len(self._y_data(sy))
-        return self._filtered(ycc, self._fit_filter(an, sy, stream_bytes))
+        if filter_layout is None:
+            filter_layout = loopfilter.choose_layout(len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
+        return self._filtered(ycc, self._fit_filter(an, sy, filter_layout))
 
     def _y_data(self, sy: Symbols) -> bytes:
         """The coded y stream (two parts, the first with its length, with a context model)."""
@@ -294,21 +302,22 @@ class LearnedCodec:
         return parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
 
     @torch.inference_mode()
-    def _fit_filter(self, an: Analysis, sy: Symbols, stream_bytes: int) -> list[np.ndarray]:
-        """Loop-filter coefficients per plane, fitted on the float synthesis of these symbols (as
-        good as fitting on the integer decoder's, in half the time: `g_s_fit`); as many filters as
-        the z and y streams' `stream_bytes` allow (`loopfilter.layout`). Cached with the symbols."""
-        if sy.filter is None:
+    def _fit_filter(self, an: Analysis, sy: Symbols, index: int) -> list[np.ndarray]:
+        """Loop-filter coefficients per plane in layout `index`, fitted on the float synthesis of
+        these symbols (as good as fitting on the integer decoder's, in half the time: `g_s_fit`).
+        Cached with the symbols."""
+        if index not in sy.filters:
             y_hat = torch.from_numpy(np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4).astype(np.float32))[None]
             rec = self.g_s_fit(y_hat.contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].nan_to_num(0.5).clamp(0, 1).numpy()
-            sy.filter = loopfilter.identity(an.source.planes, stream_bytes)
+            coeffs = loopfilter.identity(an.source.planes, index)
             for i, ref in enumerate(an.source10):
-                n = len(sy.filter[i])
+                n = len(coeffs[i])
                 if n:
                     plane = to_10bit(rec[i])
-                    sy.filter[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
-        return sy.filter
+                    coeffs[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
+            sy.filters[index] = coeffs
+        return sy.filters[index]
 
     def _trained_code(self, q_code: int) -> int:
         """The quality code clamped to the trained levels: beyond them the y steps keep changing
@@ -334,7 +343,7 @@ class LearnedCodec:
         mu, s, delta = self.entropy_decode(bs, device)
         ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
         if bs.filter_data is not None:
-            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, bs.planes, bs.stream_bytes, bs.version))
+            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, bs.planes, bs.version))
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

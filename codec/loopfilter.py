@@ -42,34 +42,40 @@ TAPS = len(OFFSETS)       # 12
 MAX_FIT_PIXELS = 1 << 18  # the least-squares fit samples at most this many pixels per plane
 BLOCK = 4                 # luma classes are given to blocks of BLOCK x BLOCK pixels
 ACTIVITY_LEVELS = 4       # activity classes: the quartiles of the image's block activities
-# z + y stream bytes from which luma has 4 activity classes, and 4 x 3 activity-direction classes
-# (and chroma its filters): the extra filters gain a share of the rate and cost 12 bytes each.
-# Chosen on the last 12 training photos (768x512, model 8; `training/compare.py --loop-filter
-# candidate`), with chroma filtered at every size: BD-rate of the filter -0.70% with one luma class,
-# -1.23% with up to 4, -1.41% with these, -1.18% with {4: 1500, 12: 3500}
-CLASSES_FROM = {4: 2600, 12: 9000}
+# Layouts a version-3 block can have (its first byte): luma filters, and filters per chroma plane.
+LAYOUTS = ((1, 0), (4, 0), (12, 1))
+# z + y stream bytes from which the encoder picks layout 1 and 2: extra filters gain a share of the
+# rate and cost 12 bytes each. Chosen on the last 12 training photos (768x512, model 8;
+# `training/compare.py --loop-filter candidate`; chroma filtered at every size in the first four):
+# BD-rate of the filter -0.70% with one luma filter, -1.23% with up to 4, -1.18% with 4 and 12 from
+# 1,500 and 3,500 bytes, -1.41% with these, -1.73% with chroma only in the largest layout
+LAYOUT_FROM = (2600, 9000)
 
 
-def layout(planes: int, stream_bytes: int, version: int = 3) -> list[int]:
-    """Filters per plane (0: the plane is not filtered) of a bitstream whose z and y streams have
-    this many bytes. Version 2 streams have one filter per plane."""
-    if version < 3:
+def choose_layout(stream_bytes: int) -> int:
+    """The layout the encoder uses for a file whose z and y streams have about this many bytes (the
+    rate matcher asks with the target's size, so that the block does not change size during the
+    search and every target stays reachable)."""
+    return sum(stream_bytes >= b for b in LAYOUT_FROM)
+
+
+def layout(planes: int, index: int | None) -> list[int]:
+    """Filters per plane (0: the plane is not filtered) of layout `index`; None: a version-2 block,
+    one filter per plane."""
+    if index is None:
         return [1] * planes
-    if stream_bytes < CLASSES_FROM[4]:
-        return [1] + [0] * (planes - 1)
-    if stream_bytes < CLASSES_FROM[12]:
-        return [4] + [0] * (planes - 1)
-    return [12] + [1] * (planes - 1)
+    luma, chroma = LAYOUTS[index]
+    return [luma] + [chroma] * (planes - 1)
 
 
-def block_bytes(planes: int, stream_bytes: int, version: int = 3) -> int:
-    """Size of the filter block (without its length field) for an image with this many planes."""
-    return TAPS * sum(layout(planes, stream_bytes, version))
+def block_bytes(planes: int, index: int) -> int:
+    """Size of a version-3 filter block (without its length field): layout byte and coefficients."""
+    return 1 + TAPS * sum(layout(planes, index))
 
 
-def identity(planes: int, stream_bytes: int) -> list[np.ndarray]:
+def identity(planes: int, index: int) -> list[np.ndarray]:
     """Coefficients that leave every plane as it is (all zero): (filters, TAPS) per plane."""
-    return [np.zeros((n, TAPS), dtype=np.int8) for n in layout(planes, stream_bytes)]
+    return [np.zeros((n, TAPS), dtype=np.int8) for n in layout(planes, index)]
 
 
 def classify(plane10: np.ndarray, classes: int) -> np.ndarray | None:
@@ -170,16 +176,24 @@ def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None,
     return q
 
 
-def pack(coeffs: list[np.ndarray]) -> bytes:
-    return b"".join(np.asarray(c, dtype=np.int8).tobytes() for c in coeffs)
+def pack(coeffs: list[np.ndarray], index: int) -> bytes:
+    """A version-3 filter block: the layout's index, then every filter's coefficients in plane order."""
+    return bytes([index]) + b"".join(np.asarray(c, dtype=np.int8).tobytes() for c in coeffs)
 
 
-def unpack(data: bytes, planes: int, stream_bytes: int, version: int = 3) -> list[np.ndarray]:
-    """Per-plane int8 coefficients (filters, TAPS) from a filter block; a block of another size is
-    corrupt."""
-    if len(data) != block_bytes(planes, stream_bytes, version):
-        raise BitstreamError(f"corrupted bitstream: loop-filter block of {len(data)} bytes, "
-                             f"expected {block_bytes(planes, stream_bytes, version)}")
-    arr = np.frombuffer(data, dtype=np.int8).reshape(-1, TAPS)
-    ends = np.cumsum(layout(planes, stream_bytes, version))
-    return [arr[end - n:end].copy() for n, end in zip(layout(planes, stream_bytes, version), ends)]
+def unpack(data: bytes, planes: int, version: int = 3) -> list[np.ndarray]:
+    """Per-plane int8 coefficients (filters, TAPS) from a filter block (version 2: one filter per
+    plane, no layout byte); an unknown layout or a block of another size is corrupt."""
+    if version < 3:
+        index, body, expected = None, data, TAPS * planes
+    else:
+        if not data or data[0] >= len(LAYOUTS):
+            raise BitstreamError(f"corrupted bitstream: unknown loop-filter layout "
+                                 f"{data[0] if data else 'missing'}")
+        index, body, expected = data[0], data[1:], block_bytes(planes, data[0])
+    if len(data) != expected:
+        raise BitstreamError(f"corrupted bitstream: loop-filter block of {len(data)} bytes, expected {expected}")
+    arr = np.frombuffer(body, dtype=np.int8).reshape(-1, TAPS)
+    counts = layout(planes, index)
+    ends = np.cumsum(counts)
+    return [arr[end - n:end].copy() for n, end in zip(counts, ends)]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import loopfilter
 from .engine import Analysis, Encoded, LearnedCodec
 from .errors import BitlensError
 from .images import SourceImage
@@ -80,6 +81,13 @@ def match_rate(codec: LearnedCodec, source: SourceImage, target_bpp: float, meth
     raise BitlensError(f"unknown rate-matching method {method!r} (choose from {', '.join(METHODS)})")
 
 
+def filter_layout(target: float, npix: int) -> int:
+    """The loop-filter layout a match keeps through its search, chosen from the target's size: with
+    the layout following each trial's own size instead, the file would jump by the extra filters'
+    bytes where the layout changes, and targets inside such a jump could not be met."""
+    return loopfilter.choose_layout(int(target * npix / 8))
+
+
 def _unreachable(target: float, low: float, high: float) -> BitlensError:
     return BitlensError(f"target {target:g} bpp is outside what the model reaches on this image "
                         f"({low:.4f} to {high:.4f} bpp)")
@@ -92,13 +100,14 @@ def _bisection(codec, source, target, tol, closest, kmap, analyze) -> MatchResul
     lo, hi = 0, QMAX
     best: Encoded | None = None
     last: Analysis | None = None      # the latest trial's analysis
+    layout = filter_layout(target, npix)
 
     def full_encode(q: int) -> Encoded:
         # each trial pays the whole encoder, except the loop-filter fit: the filter block has a
         # fixed size, so the fit is paid once, for the accepted trial, as in `fast`
         nonlocal last
         last = analyze()
-        enc = codec.encode(last, q, kmap, fit_filter=False)
+        enc = codec.encode(last, q, kmap, fit_filter=False, filter_layout=layout)
         trace.append((q, len(enc.data) * 8 / npix))
         return enc
 
@@ -117,9 +126,9 @@ def _bisection(codec, source, target, tol, closest, kmap, analyze) -> MatchResul
         if accepts(edge.bpp, target, tol, closest):
             best = edge
         else:
-            raise _range_error(codec, target, kmap, tol, last)
-    if last.loop_filter:
-        best = codec.encode(last, best.q_code, kmap)   # the accepted trial, its filter fitted: same size
+            raise _range_error(codec, target, kmap, tol, last, layout)
+    if last.loop_filter:   # the accepted trial, its filter fitted: same size
+        best = codec.encode(last, best.q_code, kmap, filter_layout=layout)
     return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
 
 
@@ -134,9 +143,10 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
     # the estimate is within a few bytes of the real file; if the real encode still misses the
     # band, that offset corrects later estimates and the real rate takes the trial's place
     bias = 0
+    layout = filter_layout(target, npix)
 
     def trial(q: int) -> float:
-        b = (codec.estimate_bytes(an, q, kmap) + bias) * 8 / npix
+        b = (codec.estimate_bytes(an, q, kmap, layout) + bias) * 8 / npix
         trace.append((q, b))
         return b
 
@@ -152,7 +162,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
     for _ in range(MAX_TRIALS):
         b = trial(q)
         if accepts(b, target, tol, closest):
-            enc = codec.encode(an, q, kmap)
+            enc = codec.encode(an, q, kmap, filter_layout=layout)
             if accepts(enc.bpp, target, tol, closest):
                 return MatchResult(enc, an, target, "fast", trace, time.perf_counter() - t0)
             bias += len(enc.data) - round(b * npix / 8)   # the coder missed the estimate: correct
@@ -174,7 +184,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
             q = min(max(q, qa + 1), qb - 1)
         else:
             if (q == 0 and b > target) or (q == QMAX and b < target):
-                raise _range_error(codec, target, kmap, tol, an)
+                raise _range_error(codec, target, kmap, tol, an, layout)
             # this image's curve as the prior's through the measured point: shifted after one trial;
             # with two on one side, also its slope against the prior (kept within 0.5..2)
             p, slope = prior_at(q), 1.0
@@ -186,7 +196,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
             if nq == q:   # prior is flat here or clamped: step outwards
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
             q = min(max(nq, 0), QMAX)
-    raise _range_error(codec, target, kmap, tol, an)
+    raise _range_error(codec, target, kmap, tol, an, layout)
 
 
 def rate_curve(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None = None) -> np.ndarray:
@@ -203,10 +213,10 @@ def rate_curve(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None = None
     return np.stack([CODES.astype(np.float64), log_bpp])
 
 
-def _range_error(codec, target, kmap, tol, an) -> BitlensError:
+def _range_error(codec, target, kmap, tol, an, layout) -> BitlensError:
     npix = an.source.width * an.source.height
-    low = codec.estimate_bytes(an, 0, kmap) * 8 / npix
-    high = codec.estimate_bytes(an, QMAX, kmap) * 8 / npix
+    low = codec.estimate_bytes(an, 0, kmap, layout) * 8 / npix
+    high = codec.estimate_bytes(an, QMAX, kmap, layout) * 8 / npix
     if low <= target <= high:
         return BitlensError(f"no quality lands within {tol:.1%} below {target:g} bpp on this image; "
                             f"loosen --tolerance")

@@ -37,8 +37,8 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     assert main(["info", str(plain), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["version"] == 1 and info["loop_filter"] == []
-    from codec.loopfilter import block_bytes
-    filter_bytes = block_bytes(3, info["z_bytes"] + info["y_bytes"])
+    from codec.loopfilter import block_bytes, choose_layout
+    filter_bytes = block_bytes(3, choose_layout(info["z_bytes"] + info["y_bytes"]))
     assert info["bytes"] == enc["bytes"] - len(varint(filter_bytes)) - filter_bytes   # no filter block
 
 

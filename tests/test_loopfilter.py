@@ -75,13 +75,18 @@ def test_classes_rank_activity_and_tell_direction():
 
 
 def test_more_filters_only_in_larger_files():
-    layouts = [loopfilter.layout(3, b) for b in (100, 2599, 2600, 8999, 9000, 10**6)]
-    assert layouts == [[1, 0, 0], [1, 0, 0], [4, 0, 0], [4, 0, 0], [12, 1, 1], [12, 1, 1]]
-    assert loopfilter.layout(3, 10**6, version=2) == [1, 1, 1] and loopfilter.layout(1, 10**6) == [12]
-    assert loopfilter.block_bytes(3, 10**6) == 12 * (12 + 2) and loopfilter.block_bytes(3, 100) == 12
-    coeffs = [np.full((n, loopfilter.TAPS), i + 1, np.int8) for i, n in enumerate(loopfilter.layout(3, 10**6))]
-    back = loopfilter.unpack(loopfilter.pack(coeffs), 3, 10**6)
-    assert all(np.array_equal(a, b) for a, b in zip(coeffs, back))
+    chosen = [loopfilter.choose_layout(b) for b in (100, 2599, 2600, 8999, 9000, 10**6)]
+    assert chosen == [0, 0, 1, 1, 2, 2]
+    assert [loopfilter.layout(3, i) for i in (0, 1, 2)] == [[1, 0, 0], [4, 0, 0], [12, 1, 1]]
+    assert loopfilter.layout(3, None) == [1, 1, 1] and loopfilter.layout(1, 2) == [12]   # None: version 2
+    assert loopfilter.block_bytes(3, 2) == 1 + 12 * (12 + 2) and loopfilter.block_bytes(3, 0) == 1 + 12
+    coeffs = [np.full((n, loopfilter.TAPS), i + 1, np.int8) for i, n in enumerate(loopfilter.layout(3, 2))]
+    block = loopfilter.pack(coeffs, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(coeffs, loopfilter.unpack(block, 3)))
+    with pytest.raises(BitstreamError, match="unknown loop-filter layout 3"):
+        loopfilter.unpack(b"\x03" + block[1:], 3)
+    with pytest.raises(BitstreamError, match="loop-filter block of 168 bytes, expected 169"):
+        loopfilter.unpack(block[:-1], 3)
 
 
 def test_fit_sharpens_a_blurred_texture_and_keeps_an_exact_plane():
@@ -111,7 +116,7 @@ def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
     assert abs(codec.estimate_bytes(an, q) - len(data)) <= 8
     recon = codec.reconstruct(an, q)
     bs = Bitstream.unpack(data)
-    filter_bytes = loopfilter.block_bytes(3, bs.stream_bytes)
+    filter_bytes = loopfilter.block_bytes(3, bs.filter_data[0])
     assert bs.version == 3 and len(bs.filter_data) == filter_bytes
     dec = codec.decode(data)
     assert np.array_equal(np.round(recon * 1023), np.round(dec.ycbcr * 1023))
@@ -149,7 +154,7 @@ def test_version_2_streams_decode_with_one_filter_per_plane(codec, textured):
     bs = Bitstream.unpack(codec.encode(codec.analyze(src, loop_filter=False), QMAX // 2).data)
     plain = codec.decode(bs.pack())
     coeffs = [np.array([[6, -2, 1, 0, 0, 3, -1, 0, 0, 0, 2, 0]], np.int8) * (i + 1) for i in range(3)]
-    v2 = Bitstream.unpack(dataclasses.replace(bs, filter_data=loopfilter.pack(coeffs), version=2).pack())
+    v2 = Bitstream.unpack(dataclasses.replace(bs, filter_data=loopfilter.pack(coeffs, 0)[1:], version=2).pack())
     assert v2.version == 2
     dec = codec.decode(v2.pack())
     for i in range(3):
@@ -157,7 +162,7 @@ def test_version_2_streams_decode_with_one_filter_per_plane(codec, textured):
         assert np.array_equal(np.round(dec.ycbcr[..., i] * 1023), want)
     v3 = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
     n = len(v3.filter_data)
-    with pytest.raises(BitstreamError, match=f"loop-filter block of {n} bytes, expected 36"):
+    with pytest.raises(BitstreamError, match=f"loop-filter block of {n} bytes, expected 36"):   # no layout byte
         codec.decode(dataclasses.replace(v3, version=2).pack())
 
 
@@ -168,7 +173,7 @@ def test_both_matchers_land_in_tolerance_with_the_filter(codec, textured, method
     m = match_rate(codec, src, 0.5, method)
     bs = Bitstream.unpack(m.encoded.data)
     assert 0.495 <= m.encoded.bpp <= 0.5 and bs.filter_data is not None
-    assert len(bs.filter_data) == loopfilter.block_bytes(3, bs.stream_bytes)
+    assert len(bs.filter_data) == loopfilter.block_bytes(3, bs.filter_data[0])
     off = match_rate(codec, src, 0.5, method, loop_filter=False)     # per call: the codec's default stays
     assert 0.495 <= off.encoded.bpp <= 0.5 and Bitstream.unpack(off.encoded.data).filter_data is None
     assert codec.loop_filter
@@ -180,3 +185,25 @@ def test_options_set_the_default_for_analyses_made_in_the_block(codec, textured)
         assert not codec.analyze(src).loop_filter
         assert codec.analyze(src, loop_filter=True).loop_filter
     assert codec.loop_filter and codec.analyze(src).loop_filter
+
+
+@pytest.mark.parametrize("method", ["fast", "bisection"])
+def test_targets_where_the_layout_changes_are_reached(codec, method):
+    """Where a fixed-quality encode switches from one luma filter to four, its file grows by 36
+    bytes, more than 1% of it: the matchers keep the target's layout, so a target inside that jump
+    is still met within 1% below."""
+    from codec.ratematch import match_rate
+    src = source_from_array(sample_crop(256, 384, 20, 40))
+    an = codec.analyze(src)
+    npix = src.width * src.height
+    streams = lambda q: len(codec.hyper(an, q).z_data) + len(codec._y_data(codec.symbols(an, q)))  # noqa: E731
+    lo, hi = 0, QMAX                 # the last code whose file has one luma filter
+    assert streams(lo) < loopfilter.LAYOUT_FROM[0] <= streams(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if streams(mid) < loopfilter.LAYOUT_FROM[0] else (lo, mid)
+    below, above = len(codec.encode(an, lo).data), len(codec.encode(an, hi).data)
+    assert above - below >= 36 > 0.01 * above + 1
+    target = (above - 1) * 8 / npix                      # fixed-quality files miss its 1% band
+    m = match_rate(codec, src, target, method)
+    assert target * 0.99 <= m.bpp <= target

@@ -7,8 +7,9 @@ streams, a CRC-32.
     | CRC-32 LE of all preceding bytes
 
 flags: bit 0 = grayscale source, bit 1 = a step-offset map follows, bit 2 = a loop-filter block
-follows (`codec/loopfilter.py`; versions 2 and 3). Version 2's block has one luma filter, version
-3's one per luma class (their number follows from the size of the z and y streams). Version 1 is version 2 without
+follows (`codec/loopfilter.py`; versions 2 and 3). Version 2's block has one filter per plane,
+version 3's a layout byte and then one filter per luma class (and per chroma plane, in the largest
+layout). Version 1 is version 2 without
 the filter; a file without a filter block is written as version 1. Everything is validated before anything is
 allocated, so damaged or foreign files fail with one clear sentence.
 """
@@ -48,11 +49,6 @@ class Bitstream:
     def planes(self) -> int:
         """Planes the image has: 1 for a grayscale source, else 3 (Y', Cb, Cr)."""
         return 1 if self.grayscale else 3
-
-    @property
-    def stream_bytes(self) -> int:
-        """Bytes of the z and y streams (which set the number of luma loop-filter classes)."""
-        return len(self.z_data) + len(self.y_data)
 
     def header_bytes(self) -> int:
         """Bytes of everything that is not a z or y stream (header, map, lengths, checksum)."""
