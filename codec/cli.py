@@ -219,19 +219,22 @@ def _info(args) -> int:
     payload = dict(input=args.input, bytes=len(data), bpp=len(data) * 8 / (bs.width * bs.height),
                    width=bs.width, height=bs.height, version=bs.version, model_id=bs.model_id,
                    model=MODELS.get(bs.model_id), quality=100 * bs.q_code / QMAX, q_code=bs.q_code,
-                   grayscale=bs.grayscale, map=bs.map_data is not None, loop_filter=_filter_planes(bs),
+                   grayscale=bs.grayscale, map=bs.map_data is not None, **_filter_info(bs),
                    map_range=[int(kmap.min()), int(kmap.max())] if kmap is not None else [0, 0],
                    header_bytes=bs.header_bytes(), z_bytes=len(bs.z_data), y_bytes=len(bs.y_data))
     _emit(args, payload, [f"{k}: {v}" for k, v in payload.items()])
     return 0
 
 
-def _filter_planes(bs) -> list[str]:
-    """Planes the bitstream's loop filter changes (empty: no filter block, or identity filters)."""
+def _filter_info(bs) -> dict:
+    """`loop_filter`: the planes the bitstream's loop filter changes (empty: no filter block, or
+    identity filters); `loop_filters`: the filters it sends per plane, and how many are not the
+    identity."""
     from .loopfilter import unpack
-    if bs.filter_data is None:
-        return []
-    return [n for n, c in zip(("Y", "Cb", "Cr"), unpack(bs.filter_data, bs.planes, bs.version)) if c.any()]
+    coeffs = unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else []
+    names = ("Y", "Cb", "Cr")
+    return dict(loop_filter=[n for n, c in zip(names, coeffs) if c.any()],
+                loop_filters={n: [len(c), int(c.any(axis=1).sum())] for n, c in zip(names, coeffs)})
 
 
 def _add_anchor_eval_parsers(sub) -> None:

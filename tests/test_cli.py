@@ -31,12 +31,13 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["bytes"]) == (100, 72, enc["bytes"])
     assert info["version"] == 3 and set(info["loop_filter"]) <= {"Y", "Cb", "Cr"}   # the filter is on by default
+    assert info["loop_filters"]["Y"][0] in (1, 4, 12) and 0 <= info["loop_filters"]["Y"][1] <= info["loop_filters"]["Y"][0]
     plain = tmp_path / "p.bln"
     assert main(["encode", str(small_png), "--quality", "50", "--no-loop-filter", "-o", str(plain)]) == 0
     capsys.readouterr()
     assert main(["info", str(plain), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["version"] == 1 and info["loop_filter"] == []
+    assert info["version"] == 1 and info["loop_filter"] == [] and info["loop_filters"] == {}
     from codec.loopfilter import block_bytes, choose_layout
     filter_bytes = block_bytes(3, choose_layout(info["z_bytes"] + info["y_bytes"]))
     assert info["bytes"] == enc["bytes"] - len(varint(filter_bytes)) - filter_bytes   # no filter block
