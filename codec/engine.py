@@ -289,12 +289,13 @@ class LearnedCodec:
         without going through the decoder; with `filtered` False, before the loop filter (a cheaper
         probe)."""
         sy = self.symbols(an, q_code, kmap)
-        ycc = self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend)
-        if not (filtered and an.loop_filter):
-            return ycc
-        if filter_layout is None:
-            filter_layout = loopfilter.choose_layout(len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
-        return self._filtered(ycc, self._fit_filter(an, sy, filter_layout))
+        filters = None
+        if filtered and an.loop_filter:
+            if filter_layout is None:
+                filter_layout = loopfilter.choose_layout(len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
+            filters = self._fit_filter(an, sy, filter_layout)
+        return self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend,
+                                filters=filters)
 
     def _y_data(self, sy: Symbols) -> bytes:
         """The coded y stream (two parts, the first with its length, with a context model)."""
@@ -341,9 +342,8 @@ class LearnedCodec:
         if bs.q_code > QMAX:
             raise BitstreamError("quality code out of range: corrupted bitstream")
         mu, s, delta = self.entropy_decode(bs, device)
-        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device)
-        if bs.filter_data is not None:
-            ycc = self._filtered(ycc, loopfilter.unpack(bs.filter_data, bs.planes, bs.version))
+        filters = loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
+        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device, filters)
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -428,7 +428,10 @@ class LearnedCodec:
         return [(sy.s[:, anchors], sy.rows[:, anchors]), (sy.s[:, ~anchors], sy.rows[:, ~anchors])]
 
     def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer",
-                    device: str = "cpu") -> np.ndarray:
+                    device: str = "cpu", filters: list[np.ndarray] | None = None) -> np.ndarray:
+        """The (H, W, 3) Y'CbCr reconstruction in [0, 1], each plane with its loop `filters` applied
+        on its 10-bit values (luma's per class of its 4x4 blocks) while the planes are still
+        contiguous."""
         y_hat = np.clip(mu + s * delta, -1e4, 1e4)
         if backend not in BACKENDS:
             raise BitlensError(f"unknown decoder backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -442,18 +445,12 @@ class LearnedCodec:
                     raise BitlensError("this model has no 8-bit synthesis")
                 nets = IntegerDecoderNets(nets.h_s, self.g_s8, nets.s_mu, nets.s_ls, nets.s_y, 8)
             x = nets.synthesize(y_hat, device)
-        return np.clip(x[:, :height, :width], 0, 1).transpose(1, 2, 0).astype(np.float64)
-
-    @staticmethod
-    def _filtered(ycc: np.ndarray, coeffs: list[np.ndarray]) -> np.ndarray:
-        """The reconstruction with each plane's loop filters applied, on its 10-bit values (luma's
-        per class of its 4x4 blocks)."""
-        out = ycc.copy()
-        for i, c in enumerate(coeffs):
+        planes = np.clip(x[:, :height, :width], 0, 1).astype(np.float64, copy=False)
+        for i, c in enumerate(filters or []):
             if np.any(c):
-                plane = to_10bit(ycc[..., i])
-                out[..., i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c))) / 1023.0
-        return out
+                plane = to_10bit(planes[i])
+                planes[i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c))) / 1023.0
+        return planes.transpose(1, 2, 0).astype(np.float64)
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:
         if bs.grayscale:
