@@ -1,6 +1,7 @@
 """The `bitlens` entry point: the engine's command line, with `gui` (the default) opening the window."""
 from __future__ import annotations
 
+import os
 import sys
 
 from codec.cli import main as codec_main
@@ -16,5 +17,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_exit() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point. A reader that stops reading (`bitlens info x.bln | head -1`) ends
+    the output quietly rather than with a traceback."""
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        sys.exit(1)

@@ -167,3 +167,12 @@ def test_damaged_rate_model_is_a_one_line_error(tmp_path, small_png, capsys, mon
     finally:
         zoo.load_bundle.cache_clear()
     assert "bitlens-hp-v1.rate.json: not a readable rate model" in err
+
+
+def test_a_reader_that_stops_reading_ends_the_output_quietly(small_png, tmp_path):
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from app.cli import main_exit; sys.argv[0] = 'bitlens'; "
+                          "main_exit()", "encode", str(small_png), "--quality", "50", "-o", str(tmp_path / "x.bln"),
+                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()                       # gone before the encode prints its JSON
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and "Traceback" not in err
