@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every measurement in docs/, in one go, on the shipped model (2 cores; takes about 50 minutes;
+# Every measurement in docs/, in one go, on the shipped model (2 cores; takes about 40 minutes;
 # VVenC results come from the anchor cache after the first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
