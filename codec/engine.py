@@ -62,9 +62,14 @@ class Analysis:
     hypers: dict = field(default_factory=dict)
     last_symbols: tuple | None = None   # (key, Symbols) of the last quality tried: the matcher's final
                                         # encode is usually at its last trial's quality
-    source10: list = field(default_factory=list)   # the source's 10-bit planes (Y, or Y, Cb, Cr):
-                                                   # the loop filter's fitting target
     loop_filter: bool = True            # encodes of this analysis fit and send the loop filter
+
+    @functools.cached_property
+    def source10(self) -> list[np.ndarray]:
+        """The source's 10-bit planes (Y, or Y, Cb, Cr), the loop filter's fitting target: made on
+        the first fit, not in every analysis (bisection makes one per trial and fits once)."""
+        ycc = self.source.ycbcr()
+        return [to_10bit(ycc[..., i]) for i in range(self.source.planes)]
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -188,11 +193,9 @@ class LearnedCodec:
         (default: the codec's `loop_filter`) says whether its encodes carry the loop filter: a
         choice per analysis, so threads sharing one codec can choose differently."""
         t0 = time.perf_counter()
-        ycc = source.ycbcr()
-        x = torch.from_numpy(ycc.astype(np.float32)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(source.ycbcr().astype(np.float32)).permute(2, 0, 1)[None]
         x = pad_to_multiple(x, STRIDE).contiguous(memory_format=torch.channels_last)
         an = Analysis(source, self.g_a(x)[0].contiguous().numpy(), 0.0,
-                      source10=[to_10bit(ycc[..., i]) for i in range(source.planes)],
                       loop_filter=self.loop_filter if loop_filter is None else bool(loop_filter))
         if not self.net.hyper_gain:
             self.hyper(an, 0)

@@ -108,10 +108,13 @@ def _padded(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.pad(plane.astype(np.int32), ((RADIUS, RADIUS + hp - h), (RADIUS, RADIUS + wp - w)), mode="edge")
 
 
-def _pair_sum(pad: np.ndarray, offset: tuple[int, int], shape: tuple[int, int], step: int = 1) -> np.ndarray:
-    """x[p + o] + x[p - o] at every `step`-th pixel p of a plane padded by RADIUS (int32)."""
+def _pair_sum(pad: torch.Tensor, offset: tuple[int, int], shape: tuple[int, int], step: int = 1,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """x[p + o] + x[p - o] at every `step`-th pixel p of a plane padded by RADIUS (int32), into
+    `out` if given."""
     (dy, dx), (h, w), r = offset, shape, RADIUS
-    return pad[r + dy:r + dy + h:step, r + dx:r + dx + w:step] + pad[r - dy:r - dy + h:step, r - dx:r - dx + w:step]
+    return torch.add(pad[r + dy:r + dy + h:step, r + dx:r + dx + w:step],
+                     pad[r - dy:r - dy + h:step, r - dx:r - dx + w:step], out=out)
 
 
 def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
@@ -135,11 +138,10 @@ def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = 
     x = pad[RADIUS:-RADIUS, RADIUS:-RADIUS]
     acc, pair = torch.empty(shape, dtype=torch.int32), torch.empty(shape, dtype=torch.int32)
     torch.mul(blocks(x), -2 * centre, out=blocks(acc))
-    for c, (dy, dx) in zip(per_tap, OFFSETS):
+    for c, offset in zip(per_tap, OFFSETS):
         if classes is None and not c:
             continue
-        torch.add(pad[RADIUS + dy:RADIUS + dy + shape[0], RADIUS + dx:RADIUS + dx + shape[1]],
-                  pad[RADIUS - dy:RADIUS - dy + shape[0], RADIUS - dx:RADIUS - dx + shape[1]], out=pair)
+        _pair_sum(pad, offset, shape, out=pair)
         if classes is None:
             acc.add_(pair, alpha=c)
         else:

@@ -9,9 +9,9 @@ streams, a CRC-32.
 flags: bit 0 = grayscale source, bit 1 = a step-offset map follows, bit 2 = a loop-filter block
 follows (`codec/loopfilter.py`; versions 2 and 3). Version 2's block has one filter per plane,
 version 3's a layout byte and then one filter per luma class (and per chroma plane, in the largest
-layout). Version 1 is version 2 without
-the filter; a file without a filter block is written as version 1. Everything is validated before anything is
-allocated, so damaged or foreign files fail with one clear sentence.
+layout). Version 1 is version 2 without the filter; a file without a filter block is written as
+version 1. Everything is validated before anything is allocated, so damaged or foreign files fail
+with one clear sentence.
 """
 from __future__ import annotations
 
