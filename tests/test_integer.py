@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import subprocess
@@ -43,6 +44,18 @@ def test_kernels_equal_int64_reference_at_extreme_inputs(codec, monkeypatch, int
         x[..., :3, :] = torch.randint(-layer.in_max, layer.in_max + 1, (1, cin, 3, 7), generator=gen)
         out = layer.forward(x.clone())
         assert torch.equal(out.to(torch.int64), layer.reference_forward(x.clone())), name
+
+
+@pytest.mark.parametrize("rows", [1, 40, 10_000])
+def test_narrow_layer_is_exact_in_any_band_size(codec, monkeypatch, rows):
+    # the 3-channel output layer runs tap by tap in bands of rows: band edges must not matter
+    layer = codec.integer.g_s[-1]
+    assert layer._int8_params()[0].col_offset.numel() <= fixedpoint.NARROW_COLUMNS
+    monkeypatch.setattr(fixedpoint, "int8_conv_by_taps",
+                        functools.partial(fixedpoint.int8_conv_by_taps, rows=rows))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(-layer.in_max, layer.in_max + 1, (1, layer.weight.shape[0], 13, 11), generator=gen)
+    assert torch.equal(layer.forward(x.clone()).to(torch.int64), layer.reference_forward(x.clone()))
 
 
 @pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])

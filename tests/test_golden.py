@@ -1,0 +1,42 @@
+"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26) must keep decoding to the same
+pixels: any change to the integer kernels, the entropy decoder or the loop filter that moves one
+pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
+at commit 0c73f4c (one per loop-filter layout, a grayscale one, one without the filter)."""
+from pathlib import Path
+
+import pytest
+
+from codec.devices import pixel_sha256
+from codec.entropy.bitstream import Bitstream
+from codec.integer import fixedpoint
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+
+# file: (bitstream version, integer decode sha256, integer8 decode sha256 or None)
+STREAMS = {
+    "odd-67x93-mid.bln": (3, "f11843b0638107b77ae9dfa54aba275508e71876e3f5886e278858dcb30e0648",
+                          "1e300272bac0f64684a5c05196f03ab6612bdd10c94cb18ecd613964aa8ba7c6"),
+    "gray-40x56-low.bln": (3, "2732b9b48b6eb1f51636d32616df27eec412cf4143820319caeb70b80ee2a555", None),
+    "192x256-high.bln": (3, "fbcd7c053d0214c90927feb9955f7a537f99dc4dc2460321e0d62e837b328f0c",
+                         "277e9809e84fff0b21c6acaa709df4e570245e34ad7165c12790104442e6595d"),
+    "128x160-layout1.bln": (3, "7c779ccb90b5447602f1de7ce4b2bfa6bcf7c05cd950417256eb99e336003d1d", None),
+    "odd-67x93-nofilter.bln": (1, "337e0a3f73202a133161592929e5fa7b39e90c08ca0eb96a9642aec9849a607d", None),
+}
+
+
+@pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_golden_bitstream_decodes_to_its_recorded_pixels(codec, monkeypatch, name, int8_products):
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
+    data = (GOLDEN / name).read_bytes()
+    version, sha, sha8 = STREAMS[name]
+    assert Bitstream.unpack(data).version == version
+    assert pixel_sha256(codec.decode(data).pixels) == sha
+    if sha8 is not None:
+        assert pixel_sha256(codec.decode(data, backend="integer8").pixels) == sha8
+
+
+def test_golden_set_covers_every_loop_filter_layout():
+    layouts = {Bitstream.unpack((GOLDEN / n).read_bytes()).filter_data[0]
+               for n in STREAMS if STREAMS[n][0] == 3}
+    assert layouts == {0, 1, 2}
