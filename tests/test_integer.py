@@ -12,6 +12,7 @@ from codec.devices import compare_backends, pixel_sha256
 from codec.engine import anchor_cells
 from codec.images import source_from_array
 from codec.integer import fixedpoint
+from codec.integer.networks import run_layers
 from codec.integer.fixedpoint import ACC_LIMIT, PRODUCT_LIMIT
 from codec.model.quality import QMAX
 
@@ -162,3 +163,17 @@ def test_devices_cli_writes_and_compares_reports(tmp_path, codec, capsys):
     capsys.readouterr()
     assert main(["devices", str(p), "--no-subprocess", "--compare", str(rep)]) == 0
     assert "integer decoder identical" in capsys.readouterr().out
+
+
+def test_input_clamp_is_skipped_only_after_a_layer_that_stays_in_range(codec):
+    relu, last = codec.integer.g_s[0], codec.integer.g_s[-1]
+    assert relu.out_min == 0 and last.out_min == -(1 << 15)
+    assert codec.integer.g_s[1].accepts(relu)
+    assert not codec.integer.g_s[1].accepts(last)     # -32768 is outside +-32767
+    # a chain whose inputs need the clamp gives the reference chain's values
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randint(-40000, 40000, (1, codec.integer.h_s[0].weight.shape[1], 5, 6), generator=gen)
+    ref = x
+    for layer in codec.integer.h_s:
+        ref = layer.reference_forward(ref)
+    assert torch.equal(run_layers(codec.integer.h_s, x).to(torch.int64), ref)

@@ -51,6 +51,8 @@ class IntLayer:
     out_max: int
 
     def __post_init__(self):
+        # `_finish` folds ReLU into the output clamp, which needs these
+        assert (self.mult >= 0).all() and (not self.relu or self.out_min == 0)
         # a strided transposed layer runs as a sub-pixel convolution in int8; in float64 only when
         # wide (the 3-channel output is faster as a plain float64 transposed convolution)
         self._int8_subpixel = self.transposed and self.stride > 1
@@ -79,6 +81,10 @@ class IntLayer:
         """Sum of |w| feeding each output channel (for transposed conv: per output phase, bounded by all)."""
         w = np.abs(self.weight)
         return w.sum(axis=(0, 2, 3)) if self.transposed else w.sum(axis=(1, 2, 3))
+
+    def accepts(self, previous: "IntLayer") -> bool:
+        """Whether every output of `previous` is within this layer's input range."""
+        return -self.in_max <= previous.out_min and previous.out_max <= self.in_max
 
     def accumulator_bound(self) -> int:
         """Largest |acc| any input within [-in_max, in_max] can produce."""
@@ -147,17 +153,22 @@ class IntLayer:
         return F.conv2d(x, w, stride=self.stride, padding=self.padding)
 
     def _finish(self, acc: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Bias, ReLU and requantization of int64 accumulators (b and m broadcast over acc)."""
-        acc = acc.add_(b)          # in place: these int64 passes are a large part of decode time
-        if self.relu:
-            acc.clamp_min_(0)
-        acc.mul_(m).add_(1 << (self.shift - 1)).bitwise_right_shift_(self.shift)
+        """Bias, ReLU and requantization of int64 accumulators (b and m broadcast over acc), in
+        place: these int64 passes are a large part of decode time, so there are three.
+        (acc + b) * m + 2^(shift-1) is computed as acc * m + (b * m + 2^(shift-1)), and ReLU needs
+        no pass of its own: with m >= 0 a negative acc + b shifts to a value <= 0, which the clamp
+        at out_min = 0 makes 0, as ReLU would. No overflow: |acc|, |b| and |acc + b| are each within
+        the accumulator bound, whose product with m `check_bounds` keeps below 2^62."""
+        acc = acc.mul_(m).add_(b * m + (1 << (self.shift - 1))).bitwise_right_shift_(self.shift)
         return acc.clamp_(self.out_min, self.out_max)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, in_range: bool = False) -> torch.Tensor:
         """Integer (B,Cin,H,W) -> integer (B,Cout,H',W'), exact, on x's device: int16 from the int8
-        products, int64 from the float64 kernels (the values are the same)."""
-        x = x.clamp(-self.in_max, self.in_max)
+        products, int64 from the float64 kernels (the values are the same). `in_range`: the caller
+        knows x is within [-in_max, in_max] (the previous layer's output range), so the clamp,
+        a pass over the input, is skipped."""
+        if not in_range:
+            x = x.clamp(-self.in_max, self.in_max)
         if self._use_int8(x):
             return self._forward_int8(x)
         with torch.backends.cudnn.flags(enabled=False):
@@ -201,7 +212,11 @@ class IntLayer:
         cols = cols.permute(0, 2, 3, 1, 4, 5).reshape(b, oh * ow, c * k * k)
         acc = cols @ w.reshape(w.shape[0], -1).T                      # int64 matmul
         acc = acc.permute(0, 2, 1).reshape(b, -1, oh, ow)
-        return self._finish(acc, *self._params(acc.device)[1:])
+        bias, mult = self._params(acc.device)[1:]
+        acc = acc + bias                   # the formula as written, not `_finish`'s refactoring
+        if self.relu:
+            acc = acc.clamp_min(0)
+        return ((acc * mult + (1 << (self.shift - 1))) >> self.shift).clamp(self.out_min, self.out_max)
 
 
 # torch._int_mm (int8 x int8 -> int32 matrix product) is private but has been in PyTorch since 2.1

@@ -22,6 +22,15 @@ OUT_SCALE = 2.0 ** -14
 IN_MAX = (1 << (ACT_BITS - 1)) - 1
 
 
+def run_layers(layers: list[IntLayer], x: torch.Tensor, previous: IntLayer | None = None) -> torch.Tensor:
+    """x through `layers` in turn; a layer's input clamp is skipped where the layer before
+    (`previous` for the first) cannot leave its range."""
+    for layer in layers:
+        x = layer.forward(x, in_range=previous is not None and layer.accepts(previous))
+        previous = layer
+    return x
+
+
 def conv_layers(seq: nn.Sequential) -> list[tuple[nn.Module, bool]]:
     """(conv module, followed by ReLU) for every convolution of a Sequential."""
     mods = list(seq)
@@ -74,8 +83,7 @@ class IntegerDecoderNets:
     def entropy_parameters(self, z: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
         """Means and log2 scales (float64, exact dyadic values) from integer z (Nz,hz,wz)."""
         x = torch.from_numpy(np.clip(z, -IN_MAX, IN_MAX).astype(np.int64))[None].to(device)
-        for layer in self.h_s:
-            x = layer.forward(x)
+        x = run_layers(self.h_s, x)
         out = x[0].cpu().numpy().astype(np.float64)
         m = out.shape[0] // 2
         return out[:m] * self.s_mu, out[m:] * self.s_ls
@@ -85,8 +93,7 @@ class IntegerDecoderNets:
         """Y'CbCr float64 (3,H,W) at scale 2^-14 from y_hat (float64, rounded to the input grid)."""
         x = torch.from_numpy(np.clip(np.round(y_hat / self.s_y), -IN_MAX, IN_MAX).astype(np.int64))[None]
         x = x.to(device)
-        for layer in self.g_s:
-            x = layer.forward(x)
+        x = run_layers(self.g_s, x)
         return x[0].cpu().numpy().astype(np.float64) * OUT_SCALE
 
     def layers(self) -> list[IntLayer]:
@@ -140,8 +147,7 @@ class IntegerContextNet:
         out = np.zeros((self.layers[-1].out_channels,) + s_anchor.shape[1:])
         for r0, c0 in ((0, 1), (1, 0)):
             v = self.layers[0].forward_every_other(x, r0, c0)
-            for layer in self.layers[1:]:
-                v = layer.forward(v)
+            v = run_layers(self.layers[1:], v, self.layers[0])
             out[:, r0::2, c0::2] = v[0].cpu().numpy()
         m = out.shape[0] // 2
         return out[:m] * self.s_dmu, out[m:] * self.s_dlr
