@@ -37,6 +37,7 @@ BACKENDS = ("integer", "integer8", "float")
 STRIDE = 64      # total down-sampling of the hyper-latent: images are padded to this multiple
 CELL = 16        # pixels per latent cell (and per step-offset map entry)
 HYPER_CACHE = 16  # qualities whose hyper-latent an Analysis keeps
+ESTIMATE_MAPS = 8  # step-offset maps whose size estimates an Analysis keeps
 
 
 @dataclass
@@ -63,6 +64,9 @@ class Analysis:
     last_symbols: tuple | None = None   # (key, Symbols) of the last quality tried: the matcher's final
                                         # encode is usually at its last trial's quality
     loop_filter: bool = True            # encodes of this analysis fit and send the loop filter
+    # sizes estimated so far, per (map, RDOQ) and quality code: (map stream, z bytes, y bytes); the
+    # fast matcher starts a new target on this image from them (re-matching as the target moves)
+    estimates: dict = field(default_factory=dict)
 
     @functools.cached_property
     def source10(self) -> list[np.ndarray]:
@@ -136,6 +140,9 @@ class LearnedCodec:
         # bf16 where oneDNN runs bf16 convolutions (AVX-512 or AMX CPUs): 0.03 s, filters as good
         self.fit_dtype = torch.bfloat16 if _bf16_convolutions() else torch.float32
         self.g_s_fit = copy.deepcopy(self.net.g_s).to(self.fit_dtype, memory_format=torch.channels_last)
+        for m in self.g_s_fit.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = True      # inference only: no copy of the widest activations
         self._nets = {"cpu": self.net}   # the float network per torch device
         self.log2_steps_q16 = bundle["log2_steps_q16"].numpy()
         # steps the hyper-analysis is conditioned on (an encoder-only input): the trained ones, also
@@ -249,17 +256,31 @@ class LearnedCodec:
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
                        filter_layout: int | None = None) -> int:
         """Exact size of the file `encode` would write (with the same `filter_layout`), from the
-        stored tables, without coding."""
-        sy = self.symbols(an, q_code, kmap)
-        sizes = [coder.estimate_bytes(coder.coded_bits(s, r, self.y_table)) for s, r in self._y_parts(sy)]
-        y_bytes = sum(sizes) + (len(varint(sizes[0])) if len(sizes) > 1 else 0)
-        map_data = offsetmap.encode_map(sy.kmap)
-        z_bytes = len(self.hyper(an, q_code).z_data)
+        stored tables, without coding. Remembered in the analysis (`known_codes`)."""
+        kmap = self._check_map(kmap, an.grid)
+        sizes = self._estimates(an, kmap)
+        if int(q_code) not in sizes:
+            sy = self.symbols(an, q_code, kmap)
+            parts = [coder.estimate_bytes(coder.coded_bits(s, r, self.y_table)) for s, r in self._y_parts(sy)]
+            sizes[int(q_code)] = (offsetmap.encode_map(sy.kmap), len(self.hyper(an, q_code).z_data),
+                                  sum(parts) + (len(varint(parts[0])) if len(parts) > 1 else 0))
+        map_data, z_bytes, y_bytes = sizes[int(q_code)]
         filter_bytes = None
         if an.loop_filter:
             index = loopfilter.choose_layout(z_bytes + y_bytes) if filter_layout is None else filter_layout
             filter_bytes = loopfilter.block_bytes(an.source.planes, index)
         return self._container_bytes(an.source, map_data, filter_bytes, z_bytes, y_bytes)
+
+    def known_codes(self, an: Analysis, kmap: np.ndarray | None = None) -> list[int]:
+        """Quality codes whose size `estimate_bytes` already knows for this analysis and map."""
+        return sorted(self._estimates(an, self._check_map(kmap, an.grid)))
+
+    def _estimates(self, an: Analysis, kmap: np.ndarray) -> dict:
+        """The analysis' remembered sizes for this map (and RDOQ setting): code -> sizes."""
+        key = (kmap.tobytes(), kmap.shape, self.rdoq)
+        if key not in an.estimates and len(an.estimates) >= ESTIMATE_MAPS:   # painting makes many maps
+            del an.estimates[next(iter(an.estimates))]
+        return an.estimates.setdefault(key, {})
 
     def cell_bits(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> np.ndarray:
         """Ideal y bits spent in each latent cell (h, w): the bits heatmap."""

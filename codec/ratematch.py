@@ -145,8 +145,11 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
     bias = 0
     layout = filter_layout(target, npix)
 
+    def estimate(q: int) -> float:
+        return (codec.estimate_bytes(an, q, kmap, layout) + bias) * 8 / npix
+
     def trial(q: int) -> float:
-        b = (codec.estimate_bytes(an, q, kmap, layout) + bias) * 8 / npix
+        b = estimate(q)
         trace.append((q, b))
         return b
 
@@ -156,9 +159,44 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
     def prior_at(q: int) -> float:
         return float(np.interp(q, prior[0], prior[1]))
 
-    q = invert_prior(aim)
+    def through(q: int, lb: float, slope: float = 1.0) -> int:
+        """The code aimed at on this image's curve taken as the prior's through (q, log bpp lb),
+        with `slope` against the prior."""
+        return invert_prior(prior_at(q) + (aim - lb) / slope)
+
+    def falsi(below: tuple[int, float], above: tuple[int, float]) -> int:
+        """Regula falsi on log-bpp against the prior curve (this image's curve is taken to be an
+        affine function of the prior's), kept strictly inside the bracket."""
+        (qa, la), (qb, lb) = below, above
+        frac = (aim - la) / (lb - la) if lb != la else 0.5
+        pa, pb = prior_at(qa), prior_at(qb)
+        return min(max(invert_prior(pa + min(max(frac, 0.05), 0.95) * (pb - pa)), qa + 1), qb - 1)
+
     below: tuple[int, float] | None = None   # closest bracket points (code, log bpp)
     above: tuple[int, float] | None = None
+
+    def bracket(q: int, b: float) -> None:
+        nonlocal below, above
+        if b > target:
+            above = (q, math.log(b)) if above is None or q < above[0] else above
+        else:
+            below = (q, math.log(b)) if below is None or q > below[0] else below
+
+    # re-matching on an image already matched: its earlier estimates (exact, free now) bracket the
+    # target or move the prior through the nearest of them before the first trial
+    known = [(k, estimate(k)) for k in codec.known_codes(an, kmap)]
+    hits = [k for k, b in known if accepts(b, target, tol, closest)]
+    for k, b in known:
+        bracket(k, b)
+    if hits:
+        q = hits[0]
+    elif below and above:
+        q = falsi(below, above) if above[0] - below[0] > 1 else below[0]
+    elif known:
+        k, b = min(known, key=lambda kb: abs(math.log(kb[1]) - aim))
+        q = min(max(through(k, math.log(b)), 0), QMAX)
+    else:
+        q = invert_prior(aim)
     for _ in range(MAX_TRIALS):
         b = trial(q)
         if accepts(b, target, tol, closest):
@@ -167,32 +205,22 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
                 return MatchResult(enc, an, target, "fast", trace, time.perf_counter() - t0)
             bias += len(enc.data) - round(b * npix / 8)   # the coder missed the estimate: correct
             b = enc.bpp
-        lb = math.log(b)
-        if b > target:
-            above = (q, lb) if above is None or q < above[0] else above
-        else:
-            below = (q, lb) if below is None or q > below[0] else below
+        bracket(q, b)
         if below and above:
             if above[0] - below[0] <= 1:
                 break
-            # regula falsi on log-bpp against the prior curve (this image's curve is taken to be an
-            # affine function of the prior's), kept strictly inside the bracket
-            (qa, la), (qb, lb2) = below, above
-            frac = (aim - la) / (lb2 - la) if lb2 != la else 0.5
-            pa, pb = prior_at(qa), prior_at(qb)
-            q = invert_prior(pa + min(max(frac, 0.05), 0.95) * (pb - pa))
-            q = min(max(q, qa + 1), qb - 1)
+            q = falsi(below, above)
         else:
             if (q == 0 and b > target) or (q == QMAX and b < target):
                 raise _range_error(codec, target, kmap, tol, an, layout)
             # this image's curve as the prior's through the measured point: shifted after one trial;
             # with two on one side, also its slope against the prior (kept within 0.5..2)
-            p, slope = prior_at(q), 1.0
+            lb, slope = math.log(b), 1.0
             if len(trace) >= 2 and trace[-2][0] != q:
-                p1 = prior_at(trace[-2][0])
+                p, p1 = prior_at(q), prior_at(trace[-2][0])
                 if p != p1:
                     slope = min(max((lb - math.log(trace[-2][1])) / (p - p1), 0.5), 2.0)
-            nq = invert_prior(p + (aim - lb) / slope)
+            nq = through(q, lb, slope)
             if nq == q:   # prior is flat here or clamped: step outwards
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
             q = min(max(nq, 0), QMAX)

@@ -41,6 +41,35 @@ def test_fast_needs_far_fewer_trials_than_bisection(codec, src, reachable):
     assert fast.iterations < slow.iterations
 
 
+def test_rematch_on_an_analysis_starts_from_its_earlier_estimates(codec, src, reachable):
+    # the GUI's case: the engineer moves the target on an open image
+    lo, hi = reachable
+    an = codec.analyze(src)
+    targets = [float(np.exp(np.log(lo) + f * (np.log(hi) - np.log(lo)))) for f in (0.4, 0.55, 0.45, 0.5)]
+    first = match_rate(codec, src, targets[0], analysis=an)
+    later = [match_rate(codec, src, t, analysis=an) for t in targets[1:]]
+    for t, r in zip(targets, [first] + later):
+        assert t * 0.99 <= r.bpp <= t, (r.bpp, t, r.trace)
+    # 0.45 lies between two earlier matches: bracketed before its first trial
+    assert later[1].iterations <= 2
+    fresh = [match_rate(codec, src, t) for t in targets[1:]]
+    assert sum(r.iterations for r in later) < sum(r.iterations for r in fresh)
+    # a target matched before is met by its remembered estimate: one trial, no new estimate
+    known = codec.known_codes(an)
+    again = match_rate(codec, src, targets[0], analysis=an)
+    assert again.iterations == 1 and codec.known_codes(an) == known
+    assert again.encoded.data == first.encoded.data
+
+
+def test_remembered_estimates_equal_fresh_ones_for_every_layout(codec, src):
+    an = codec.analyze(src)
+    for q in (QMAX // 3, 2 * QMAX // 3):
+        for layout in (2, 0, 1):          # the first estimate of q is made for layout 2
+            fresh = codec.estimate_bytes(codec.analyze(src), q, filter_layout=layout)
+            assert codec.estimate_bytes(an, q, filter_layout=layout) == fresh
+    assert codec.known_codes(an) == [QMAX // 3, 2 * QMAX // 3]
+
+
 def test_closest_and_custom_tolerance(codec, src, reachable):
     target = (reachable[0] * reachable[1]) ** 0.5
     r = match_rate(codec, src, target, tolerance=0.002, closest=True)
