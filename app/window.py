@@ -455,16 +455,29 @@ class MainWindow(QMainWindow):
         cached = (self.anchor, self.anchor_note) if self._anchor_key == (id(source), target) else (None, "")
 
         model_id, loop_filter = self.model_id(), self.loop_filter()
+        analysis = self._reusable_analysis(source, model_id)
 
         def work(job):
             codec = LearnedCodec.load(model_id)
             job(f"encoding at {target:g} bpp{' with the bit-allocation map' if kmap is not None else ''}…", 0.05)
-            rep = encode_image(codec, source, target_bpp=target, kmap=kmap, loop_filter=loop_filter)
+            rep = encode_image(codec, source, target_bpp=target, kmap=kmap, loop_filter=loop_filter,
+                               analysis=analysis)
             job.partial(rep)
             job.check()
             return comparison_stage(job, codec, source, rep, target, *cached)
 
         return self.runner.start(work, "encode")
+
+    def _reusable_analysis(self, source, model_id: int):
+        """The open image's analysis from the last encode by this model (a fork: the worker owns
+        it), so that moving the target re-runs neither the analysis transform nor the size
+        estimates already made; None if there is none. encode_image drops it if the loop-filter
+        choice changed since."""
+        rep = self.report
+        if rep is None or rep.analysis is None or rep.analysis.source is not source \
+                or rep.decoded.header.model_id != model_id:
+            return None
+        return rep.analysis.fork()
 
     def cancel(self) -> None:
         if self.runner.is_busy:

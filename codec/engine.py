@@ -79,6 +79,14 @@ class Analysis:
     def grid(self) -> tuple[int, int]:
         return self.y.shape[1], self.y.shape[2]
 
+    def fork(self) -> "Analysis":
+        """A copy for another encode (another thread): the same latent and hyper-latents, and the
+        sizes estimated so far, in caches of its own. Each dict is copied by one C call, atomic
+        under the GIL, so a thread still using this analysis cannot break the copy."""
+        estimates = dict(self.estimates)
+        return Analysis(self.source, self.y, 0.0, hypers=dict(self.hypers), loop_filter=self.loop_filter,
+                        estimates={key: dict(sizes) for key, sizes in estimates.items()})
+
 
 @dataclass
 class Symbols:

@@ -59,19 +59,26 @@ class EncodeReport:
 def encode_image(codec: LearnedCodec, source: SourceImage, *, target_bpp: float | None = None,
                  quality: float | None = None, method: str = "fast", tolerance: float = 0.01,
                  closest: bool = False, kmap: np.ndarray | None = None, auto_map: str | None = None,
-                 backend: str = "integer", loop_filter: bool | None = None) -> EncodeReport:
+                 backend: str = "integer", loop_filter: bool | None = None,
+                 analysis: Analysis | None = None) -> EncodeReport:
     """Encode at `target_bpp` through the rate matcher, or at a fixed `quality` (0..100), with an
     optional step-offset map (given, or computed by `auto_map`: rdo, vvc, variance), with the loop
-    filter if `loop_filter` (default: the codec's default, on)."""
+    filter if `loop_filter` (default: the codec's default, on). `analysis`: this source's analysis
+    by this codec from an earlier encode (`Analysis.fork`), reused by the fast matcher and the maps
+    (the GUI moving the target on the open image); ignored if made with the other loop-filter
+    choice."""
     if (target_bpp is None) == (quality is None):
         raise BitlensError("give exactly one of a target bpp or a quality")
     t0 = time.perf_counter()
-    an, map_s = None, 0.0
+    want_filter = codec.loop_filter if loop_filter is None else bool(loop_filter)
+    an = (analysis if analysis is not None and analysis.source is source
+          and analysis.loop_filter == want_filter else None)
+    map_s = 0.0
     if auto_map is not None:
         from .bitalloc import auto_map as make_map
         if target_bpp is None and auto_map != "variance":
             raise BitlensError(f"--auto-map {auto_map} needs a target bpp")
-        an = codec.analyze(source, loop_filter)
+        an = an or codec.analyze(source, loop_filter)
         kmap = make_map(auto_map, codec, source, target_bpp, an, tolerance)
         map_s = time.perf_counter() - t0
     if target_bpp is not None:

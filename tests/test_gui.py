@@ -15,6 +15,17 @@ def test_open_and_encode_shows_result(window, qtbot, small_png, codec):
     assert window.encode_act.isEnabled()
 
 
+def test_moving_the_target_reuses_the_open_images_analysis(window, qtbot, small_png, codec):
+    open_and_wait(qtbot, window, small_png)
+    first = encode_and_wait(qtbot, window, "1.0")
+    known = set(codec.known_codes(first.analysis))
+    second = encode_and_wait(qtbot, window, "0.9")
+    assert second.bpp <= 0.9 and second.analysis is not first.analysis     # a fork, owned by its job
+    assert second.analysis.y is first.analysis.y                           # no second analysis
+    assert known <= set(codec.known_codes(second.analysis))                # earlier estimates kept
+    assert set(codec.known_codes(first.analysis)) == known                 # the first is untouched
+
+
 def test_failed_encode_keeps_session(window, qtbot, small_png, codec):
     open_and_wait(qtbot, window, small_png)
     window.bpp_box.setCurrentText("0.0001")     # below what the model reaches

@@ -53,6 +53,7 @@ def test_switching_the_loop_filter_off_encodes_again_without_it(window, qtbot, t
         w.filter_box.setChecked(False)              # encodes again at the same target
     assert sig.args == [True]
     assert Bitstream.unpack(w.report.encoded.data).filter_data is None and w.report.bpp <= 1.0
+    assert w.report.analysis.y is not first.analysis.y   # analysed again, with the other choice
     assert codec.loop_filter                        # the shared codec's default is untouched
     assert w.rd_dock.model.result is None and "loop filter off" in w.rd_dock.status.text()
     assert not w.rd_dock.loop_filter and w.session_settings()["loop_filter"] is False
