@@ -228,13 +228,14 @@ def _info(args) -> int:
 
 def _filter_info(bs) -> dict:
     """`loop_filter`: the planes the bitstream's loop filter changes (empty: no filter block, or
-    identity filters); `loop_filters`: the filters it sends per plane, and how many are not the
-    identity."""
-    from .loopfilter import unpack
-    coeffs = unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else []
+    identity filters); `loop_filters`: the filters it sends per plane, how many are not the
+    identity, and the clipping of their differences (null: none)."""
+    from .loopfilter import CLIPS, unpack
+    coeffs, clips = unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else ([], [])
     names = ("Y", "Cb", "Cr")
     return dict(loop_filter=[n for n, c in zip(names, coeffs) if c.any()],
-                loop_filters={n: [len(c), int(c.any(axis=1).sum())] for n, c in zip(names, coeffs)})
+                loop_filters={n: [len(c), int(c.any(axis=1).sum()), CLIPS[k]]
+                              for n, c, k in zip(names, coeffs, clips)})
 
 
 def _add_anchor_eval_parsers(sub) -> None:

@@ -97,7 +97,7 @@ class Symbols:
     delta: np.ndarray    # (M, h, w) quantization step
     mu: np.ndarray       # (M, h, w) mean (the context model's, on its second half)
     kmap: np.ndarray     # (h, w) step offsets
-    filters: dict = field(default_factory=dict)   # loop-filter coefficients per plane, per layout fitted
+    filters: dict = field(default_factory=dict)   # loop-filter (coefficients, clips) per plane, per layout fitted
 
 
 @dataclass
@@ -313,9 +313,9 @@ class LearnedCodec:
         filter_data = None
         if an.loop_filter:
             index = loopfilter.choose_layout(len(z_data) + len(y_data)) if filter_layout is None else filter_layout
-            coeffs = (self._fit_filter(an, sy, index) if fit_filter
-                      else loopfilter.identity(an.source.planes, index))
-            filter_data = loopfilter.pack(coeffs, index)
+            coeffs, clips = (self._fit_filter(an, sy, index) if fit_filter
+                             else (loopfilter.identity(an.source.planes, index), None))
+            filter_data = loopfilter.pack(coeffs, index, clips)
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
                        offsetmap.encode_map(sy.kmap), z_data, y_data, filter_data)
         return Encoded(bs.pack(), int(q_code), sy.kmap, an.source.width, an.source.height)
@@ -341,21 +341,21 @@ class LearnedCodec:
         return parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
 
     @torch.inference_mode()
-    def _fit_filter(self, an: Analysis, sy: Symbols, index: int) -> list[np.ndarray]:
-        """Loop-filter coefficients per plane in layout `index`, fitted on the float synthesis of
+    def _fit_filter(self, an: Analysis, sy: Symbols, index: int) -> tuple[list[np.ndarray], list[int]]:
+        """Loop-filter coefficients and clip index per plane in layout `index`, fitted on the float synthesis of
         these symbols (as good as fitting on the integer decoder's, in half the time: `g_s_fit`).
         Cached with the symbols."""
         if index not in sy.filters:
             y_hat = torch.from_numpy(np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4).astype(np.float32))[None]
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
-            coeffs = loopfilter.identity(an.source.planes, index)
+            coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
             for i, ref in enumerate(an.source10):
                 n = len(coeffs[i])
                 if n:
                     plane = to_10bit(rec[i])
-                    coeffs[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
-            sy.filters[index] = coeffs
+                    coeffs[i], clips[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
+            sy.filters[index] = coeffs, clips
         return sy.filters[index]
 
     def _trained_code(self, q_code: int) -> int:
@@ -466,10 +466,10 @@ class LearnedCodec:
         return [(sy.s[:, anchors], sy.rows[:, anchors]), (sy.s[:, ~anchors], sy.rows[:, ~anchors])]
 
     def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer",
-                    device: str = "cpu", filters: list[np.ndarray] | None = None) -> np.ndarray:
-        """The (H, W, 3) Y'CbCr reconstruction in [0, 1], each plane with its loop `filters` applied
-        on its 10-bit values (luma's per class of its 4x4 blocks) while the planes are still
-        contiguous."""
+                    device: str = "cpu", filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:
+        """The (H, W, 3) Y'CbCr reconstruction in [0, 1], each plane with its loop `filters`
+        (coefficients and clip index per plane) applied on its 10-bit values (luma's per class of
+        its 4x4 blocks) while the planes are still contiguous."""
         y_hat = np.clip(mu + s * delta, -1e4, 1e4)
         if backend not in BACKENDS:
             raise BitlensError(f"unknown decoder backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -484,10 +484,10 @@ class LearnedCodec:
                 nets = IntegerDecoderNets(nets.h_s, self.g_s8, nets.s_mu, nets.s_ls, nets.s_y, 8)
             x = nets.synthesize(y_hat, device)
         planes = np.clip(x[:, :height, :width], 0, 1).astype(np.float64, copy=False)
-        for i, c in enumerate(filters or []):
+        for i, (c, clip) in enumerate(zip(*filters) if filters else []):
             if np.any(c):
                 plane = to_10bit(planes[i])
-                planes[i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c))) / 1023.0
+                planes[i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c)), clip) / 1023.0
         return planes.transpose(1, 2, 0).astype(np.float64)
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:

@@ -27,7 +27,7 @@ def test_header_round_trip(stream):
 @pytest.mark.parametrize("data,message", [
     (b"", "empty"),
     (b"JFIF\x00\x01" + bytes(40), "wrong magic"),
-    (b"BLNS\x04\x00\x01" + bytes(40), "unsupported bitstream version 4"),
+    (b"BLNS\x05\x00\x01" + bytes(40), "unsupported bitstream version 5"),
 ])
 def test_foreign_files(data, message):
     with pytest.raises(BitstreamError, match=message):

@@ -30,8 +30,9 @@ def test_encode_decode_info_round_trip(tmp_path, small_png, capsys):
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["bytes"]) == (100, 72, enc["bytes"])
-    assert info["version"] == 3 and set(info["loop_filter"]) <= {"Y", "Cb", "Cr"}   # the filter is on by default
+    assert info["version"] == 4 and set(info["loop_filter"]) <= {"Y", "Cb", "Cr"}   # the filter is on by default
     assert info["loop_filters"]["Y"][0] in (1, 4, 12) and 0 <= info["loop_filters"]["Y"][1] <= info["loop_filters"]["Y"][0]
+    assert info["loop_filters"]["Y"][2] in (None, 32, 16, 8)                         # its clipping
     plain = tmp_path / "p.bln"
     assert main(["encode", str(small_png), "--quality", "50", "--no-loop-filter", "-o", str(plain)]) == 0
     capsys.readouterr()

@@ -1,8 +1,9 @@
 """Bitstreams written by an earlier Bitlens (model 8, 2026-11-26) must keep decoding to the same
 pixels: any change to the integer kernels, the entropy decoder or the loop filter that moves one
 pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
-at commit 0c73f4c (one per loop-filter layout, a grayscale one, one without the filter). The
-integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26)."""
+at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
+and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them.
+The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26)."""
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ STREAMS = {
     "192x256-high.bln": (3, "fbcd7c053d0214c90927feb9955f7a537f99dc4dc2460321e0d62e837b328f0c",
                          "2cb8e8fd70655a852ec1af00d661fd6ab473aeda1926f5d16a84f44bfa31338e"),
     "128x160-layout1.bln": (3, "7c779ccb90b5447602f1de7ce4b2bfa6bcf7c05cd950417256eb99e336003d1d", None),
+    "v4-192x256-high.bln": (4, "51022b5f644f9faf246a52526300976695348a5a879bea844ed49a80c86e871d",
+                            "12b4495fc0c12e142124086c57d058c8ce3781f3d0830a34ab1f7fc6464dbb23"),
+    "v4-128x160-mid.bln": (4, "ecbf701d01d092e8e5669ea1c8063f203a64799849741b7295c8548a2e236989", None),
     "odd-67x93-nofilter.bln": (1, "337e0a3f73202a133161592929e5fa7b39e90c08ca0eb96a9642aec9849a607d", None),
 }
 
@@ -37,7 +41,9 @@ def test_golden_bitstream_decodes_to_its_recorded_pixels(codec, monkeypatch, nam
         assert pixel_sha256(codec.decode(data, backend="integer8").pixels) == sha8
 
 
-def test_golden_set_covers_every_loop_filter_layout():
+def test_golden_set_covers_every_loop_filter_layout_and_clipped_filters():
     layouts = {Bitstream.unpack((GOLDEN / n).read_bytes()).filter_data[0]
                for n in STREAMS if STREAMS[n][0] == 3}
     assert layouts == {0, 1, 2}
+    heads = [Bitstream.unpack((GOLDEN / n).read_bytes()).filter_data[0] for n in STREAMS if STREAMS[n][0] == 4]
+    assert {h & 3 for h in heads} == {1, 2} and all(h >> 2 for h in heads)      # clips sent

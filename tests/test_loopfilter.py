@@ -15,9 +15,12 @@ from codec.model.quality import QMAX
 from .conftest import sample_crop
 
 
-def reference_filter(plane: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+def reference_filter(plane: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None,
+                     clip: int = 0) -> np.ndarray:
     """The filter's formula written out with Python integers (floor shift), edges replicated, each
-    pixel with its 4x4 block's class's coefficients."""
+    pixel with its 4x4 block's class's coefficients, differences clipped to CLIPS[clip]."""
+    k = loopfilter.CLIPS[clip] or 1023
+    clipped = lambda d: min(max(d, -k), k)  # noqa: E731
     r = loopfilter.RADIUS
     pad = np.pad(plane.astype(object), r, mode="edge")
     h, w = plane.shape
@@ -27,32 +30,34 @@ def reference_filter(plane: np.ndarray, coeffs: np.ndarray, classes: np.ndarray 
         for j in range(w):
             x = int(plane[i, j])
             c_ij = coeffs[0 if classes is None else classes[i // 4, j // 4]]
-            acc = sum(int(c) * (pad[r + i + dy, r + j + dx] + pad[r + i - dy, r + j - dx] - 2 * x)
+            acc = sum(int(c) * (clipped(pad[r + i + dy, r + j + dx] - x) + clipped(pad[r + i - dy, r + j - dx] - x))
                       for c, (dy, dx) in zip(c_ij, loopfilter.OFFSETS))
             out[i, j] = min(max(x + ((acc + (1 << (loopfilter.PREC - 1))) >> loopfilter.PREC), 0), 1023)
     return out
 
 
-def test_filter_is_the_integer_formula_at_extremes_and_any_thread_count():
+@pytest.mark.parametrize("clip", range(len(loopfilter.CLIPS)))
+def test_filter_is_the_integer_formula_at_extremes_and_any_thread_count(clip):
     rng = np.random.default_rng(3)
-    plane = rng.choice([0, 1, 511, 1022, 1023], size=(13, 17)).astype(np.uint16)
+    plane = rng.choice([0, 1, 20, 511, 1022, 1023], size=(13, 17)).astype(np.uint16)
     for coeffs in (np.full(loopfilter.TAPS, 127, np.int8), np.full(loopfilter.TAPS, -128, np.int8),
                    rng.integers(-128, 128, loopfilter.TAPS).astype(np.int8)):
-        ref = reference_filter(plane, coeffs)
+        ref = reference_filter(plane, coeffs, clip=clip)
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            assert np.array_equal(loopfilter.apply(plane, coeffs), ref)
-    assert loopfilter.apply(plane, np.zeros(loopfilter.TAPS, np.int8)) is plane
+            assert np.array_equal(loopfilter.apply(plane, coeffs, clip=clip), ref)
+    assert loopfilter.apply(plane, np.zeros(loopfilter.TAPS, np.int8), clip=clip) is plane
 
 
-@pytest.mark.parametrize("n", [4, 12])
-def test_classified_filter_is_the_integer_formula_per_block_class(n):
+@pytest.mark.parametrize("n,clip", [(4, 0), (12, 0), (12, 2)])
+def test_classified_filter_is_the_integer_formula_per_block_class(n, clip):
     rng = np.random.default_rng(n)
-    plane = rng.choice([0, 1, 511, 1022, 1023], size=(13, 17)).astype(np.uint16)   # blocks cut by the edges
+    plane = rng.choice([0, 1, 20, 511, 1022, 1023], size=(13, 17)).astype(np.uint16)   # blocks cut by the edges
     classes = loopfilter.classify(plane, n)
     assert classes.shape == (4, 5) and classes.min() >= 0 and classes.max() < n
     coeffs = rng.integers(-128, 128, (n, loopfilter.TAPS)).astype(np.int8)
-    assert np.array_equal(loopfilter.apply(plane, coeffs, classes), reference_filter(plane, coeffs, classes))
+    assert np.array_equal(loopfilter.apply(plane, coeffs, classes, clip),
+                          reference_filter(plane, coeffs, classes, clip))
 
 
 def test_classes_rank_activity_and_tell_direction():
@@ -81,12 +86,25 @@ def test_more_filters_only_in_larger_files():
     assert loopfilter.layout(3, None) == [1, 1, 1] and loopfilter.layout(1, 2) == [12]   # None: version 2
     assert loopfilter.block_bytes(3, 2) == 1 + 12 * (12 + 2) and loopfilter.block_bytes(3, 0) == 1 + 12
     coeffs = [np.full((n, loopfilter.TAPS), i + 1, np.int8) for i, n in enumerate(loopfilter.layout(3, 2))]
-    block = loopfilter.pack(coeffs, 2)
-    assert all(np.array_equal(a, b) for a, b in zip(coeffs, loopfilter.unpack(block, 3)))
+    block = loopfilter.pack(coeffs, 2, [1, 3, 2])
+    got, clips = loopfilter.unpack(block, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(coeffs, got)) and clips == [1, 3, 2]
+    assert block[0] == 2 | 1 << 2 | 3 << 4 | 2 << 6
     with pytest.raises(BitstreamError, match="unknown loop-filter layout 3"):
         loopfilter.unpack(b"\x03" + block[1:], 3)
     with pytest.raises(BitstreamError, match="loop-filter block of 168 bytes, expected 169"):
         loopfilter.unpack(block[:-1], 3)
+    # a version-3 block's first byte is the layout alone: no clips
+    v3 = bytes([2]) + block[1:]
+    assert loopfilter.unpack(v3, 3, version=3)[1] == [0, 0, 0]
+    with pytest.raises(BitstreamError, match="unknown loop-filter layout"):
+        loopfilter.unpack(block, 3, version=3)
+    # a clip for a plane that has no filters in this layout, or for a plane that does not exist
+    one = loopfilter.pack(loopfilter.identity(3, 0), 0)
+    with pytest.raises(BitstreamError, match="clips .* do not fit layout 0 with 3 planes"):
+        loopfilter.unpack(bytes([one[0] | 1 << 4]) + one[1:], 3)
+    with pytest.raises(BitstreamError, match="do not fit layout 0 with 1 plane"):
+        loopfilter.unpack(bytes([1 << 4]) + one[1:13], 1)
 
 
 def test_fit_sharpens_a_blurred_texture_and_keeps_an_exact_plane():
@@ -96,9 +114,35 @@ def test_fit_sharpens_a_blurred_texture_and_keeps_an_exact_plane():
     blurred = ((ref[:-2, 1:-1].astype(int) + ref[2:, 1:-1] + ref[1:-1, :-2] + ref[1:-1, 2:] + 4 * ref[1:-1, 1:-1])
                // 8).astype(np.uint16)
     target = ref[1:-1, 1:-1]
-    coeffs = loopfilter.fit(blurred, target)
-    assert psnr(target, loopfilter.apply(blurred, coeffs)) > psnr(target, blurred) + 1.0
-    assert not loopfilter.fit(target, target).any()      # nothing to gain: identity (zeros) is sent
+    coeffs, clip = loopfilter.fit(blurred, target)
+    assert psnr(target, loopfilter.apply(blurred, coeffs, clip=clip)) > psnr(target, blurred) + 1.0
+    assert loopfilter.fit(target, target)[0].sum() == 0 and loopfilter.fit(target, target)[1] == 0   # identity
+
+
+def test_fit_clips_where_edges_would_smear():
+    # hard edges kept sharp next to blurred fine texture (as a decoder leaves them): the linear
+    # filter that restores the texture would ring at the edges; clipping the differences lets it
+    # sharpen the one and leave the other, so the fit picks a clip, and it beats no clipping
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:130, :130]
+    texture = 40 * np.sin(xx * 1.9) * np.sin(yy * 1.7) + rng.normal(0, 4, (130, 130))
+    soft = (texture[:-2, 1:-1] + texture[2:, 1:-1] + texture[1:-1, :-2] + texture[1:-1, 2:]
+            + 4 * texture[1:-1, 1:-1]) / 8
+    edges = np.where((xx // 16 + yy // 16) % 2 == 1, 700, 200)[1:-1, 1:-1]
+    target = np.clip(edges + texture[1:-1, 1:-1], 0, 1023).round().astype(np.uint16)
+    rec = np.clip(edges + soft, 0, 1023).round().astype(np.uint16)
+    coeffs, clip = loopfilter.fit(rec, target)
+    assert clip > 0
+    clipped = psnr(target, loopfilter.apply(rec, coeffs, clip=clip))
+    assert clipped > psnr(target, rec) + 1.0
+    # the best the linear filter can do, fitted the same way, is worse
+    pad = torch.from_numpy(loopfilter._padded(rec, rec.shape))
+    feats = torch.stack([(loopfilter._pair_sum(pad, o, rec.shape) - 2 * pad[3:-3, 3:-3]).reshape(-1)
+                         for o in loopfilter.OFFSETS]).double()
+    t = torch.from_numpy(target.astype(np.int64) - rec).reshape(-1).double()
+    coef = torch.linalg.lstsq(feats @ feats.T, (feats @ t)[:, None]).solution[:, 0]
+    linear = np.clip(np.round(coef.numpy() * 128), -128, 127).astype(np.int8)
+    assert clipped > psnr(target, loopfilter.apply(rec, linear)) + 0.3
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +160,8 @@ def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
     assert abs(codec.estimate_bytes(an, q) - len(data)) <= 8
     recon = codec.reconstruct(an, q)
     bs = Bitstream.unpack(data)
-    filter_bytes = loopfilter.block_bytes(3, bs.filter_data[0])
-    assert bs.version == 3 and len(bs.filter_data) == filter_bytes
+    filter_bytes = loopfilter.block_bytes(3, bs.filter_data[0] & 3)
+    assert bs.version == 4 and len(bs.filter_data) == filter_bytes
     dec = codec.decode(data)
     assert np.array_equal(np.round(recon * 1023), np.round(dec.ycbcr * 1023))
     # the same symbols without the filter block: the filter is what makes the difference, and helps
@@ -148,7 +192,7 @@ def test_a_filter_block_of_the_wrong_size_is_a_clear_error(codec, textured):
 
 
 def test_version_2_streams_decode_with_one_filter_per_plane(codec, textured):
-    """Version 2 (one filter for each of Y, Cb, Cr) is still read; a version-3 block relabelled
+    """Version 2 (one filter for each of Y, Cb, Cr) is still read; a version-4 block relabelled
     version 2 has the wrong size."""
     src, an = textured
     bs = Bitstream.unpack(codec.encode(codec.analyze(src, loop_filter=False), QMAX // 2).data)
@@ -160,10 +204,10 @@ def test_version_2_streams_decode_with_one_filter_per_plane(codec, textured):
     for i in range(3):
         want = loopfilter.apply(np.round(plain.ycbcr[..., i] * 1023).astype(np.uint16), coeffs[i])
         assert np.array_equal(np.round(dec.ycbcr[..., i] * 1023), want)
-    v3 = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
-    n = len(v3.filter_data)
+    v4 = Bitstream.unpack(codec.encode(an, QMAX // 2).data)
+    n = len(v4.filter_data)
     with pytest.raises(BitstreamError, match=f"loop-filter block of {n} bytes, expected 36"):   # no layout byte
-        codec.decode(dataclasses.replace(v3, version=2).pack())
+        codec.decode(dataclasses.replace(v4, version=2).pack())
 
 
 @pytest.mark.parametrize("method", ["fast", "bisection"])
@@ -173,7 +217,7 @@ def test_both_matchers_land_in_tolerance_with_the_filter(codec, textured, method
     m = match_rate(codec, src, 0.5, method)
     bs = Bitstream.unpack(m.encoded.data)
     assert 0.495 <= m.encoded.bpp <= 0.5 and bs.filter_data is not None
-    assert len(bs.filter_data) == loopfilter.block_bytes(3, bs.filter_data[0])
+    assert len(bs.filter_data) == loopfilter.block_bytes(3, bs.filter_data[0] & 3)
     off = match_rate(codec, src, 0.5, method, loop_filter=False)     # per call: the codec's default stays
     assert 0.495 <= off.encoded.bpp <= 0.5 and Bitstream.unpack(off.encoded.data).filter_data is None
     assert codec.loop_filter

@@ -1,4 +1,4 @@
-"""Bitstream format v3: a small header, the optional map and loop-filter blocks, the z and y
+"""Bitstream format v4: a small header, the optional map and loop-filter blocks, the z and y
 streams, a CRC-32.
 
     magic "BLNS" | version u8 | flags u8 | model id u8 | quality code u16 LE
@@ -7,9 +7,10 @@ streams, a CRC-32.
     | CRC-32 LE of all preceding bytes
 
 flags: bit 0 = grayscale source, bit 1 = a step-offset map follows, bit 2 = a loop-filter block
-follows (`codec/loopfilter.py`; versions 2 and 3). Version 2's block has one filter per plane,
+follows (`codec/loopfilter.py`; versions 2 to 4). Version 2's block has one filter per plane,
 version 3's a layout byte and then one filter per luma class (and per chroma plane, in the largest
-layout). Version 1 is version 2 without the filter; a file without a filter block is written as
+layout), version 4's the same with each plane's clip index in the first byte's upper six bits (non-
+linear filters). Version 1 is version 2 without the filter; a file without a filter block is written as
 version 1. Everything is validated before anything is allocated, so damaged or foreign files fail
 with one clear sentence.
 """
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from ..errors import BitlensError
 
 MAGIC = b"BLNS"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 FLAG_GRAY, FLAG_MAP, FLAG_FILTER = 1, 2, 4
 MAX_SIDE = 32768
 MAX_PIXELS = 1 << 26  # 64 Mpixel: beyond this a header is treated as corrupt rather than allocated
@@ -58,7 +59,7 @@ class Bitstream:
         flags = ((FLAG_GRAY if self.grayscale else 0) | (FLAG_MAP if self.map_data is not None else 0)
                  | (FLAG_FILTER if self.filter_data is not None else 0))
         out = bytearray(MAGIC)
-        # version 1 when there is nothing versions 2 and 3 added, so older Bitlens read those files too
+        # version 1 when there is nothing versions 2 to 4 added, so older Bitlens read those files too
         version = self.version if self.filter_data is not None else 1
         out += bytes([version, flags, self.model_id]) + self.q_code.to_bytes(2, "little")
         out += varint(self.width) + varint(self.height)
