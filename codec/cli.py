@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", metavar="IN")
     d.add_argument("-o", "--output", required=True)
     d.add_argument("--backend", choices=("integer", "integer8", "float"), default="integer",
-                   help="integer: bit-exact on every machine (default); integer8: 8-bit weights (16-bit in the output layer); float")
+                   help="integer: bit-exact on every machine (default); integer8: 8-bit weights "
+                        "(16-bit in the output layer); float")
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu",
                    help="torch device for the decoder networks (default cpu)")

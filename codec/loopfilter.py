@@ -45,7 +45,8 @@ TAPS = len(OFFSETS)       # 12
 MAX_FIT_PIXELS = 1 << 18  # the least-squares fit samples at most this many pixels per plane
 BLOCK = 4                 # luma classes are given to blocks of BLOCK x BLOCK pixels
 ACTIVITY_LEVELS = 4       # activity classes: the quartiles of the image's block activities
-# Layouts a version-3 or 4 block can have (its first byte, the low two bits in version 4): luma filters, and filters per chroma plane.
+# Layouts a version-3 or 4 block can have (its first byte; its low two bits in version 4): luma
+# filters, and filters per chroma plane.
 LAYOUTS = ((1, 0), (4, 0), (12, 1))
 # Clipping of the differences to the centre pixel a plane's filters use, by index (two bits per plane
 # in a version-4 block's first byte); index 0, no clipping, is what version 2 and 3 blocks mean. The
