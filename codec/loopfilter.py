@@ -116,13 +116,12 @@ def _padded(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.pad(plane.astype(np.int32), ((RADIUS, RADIUS + hp - h), (RADIUS, RADIUS + wp - w)), mode="edge")
 
 
-def _pair_sum(pad: torch.Tensor, offset: tuple[int, int], shape: tuple[int, int], step: int = 1,
+def _pair_sum(pad: torch.Tensor, offset: tuple[int, int], shape: tuple[int, int],
               out: torch.Tensor | None = None) -> torch.Tensor:
-    """x[p + o] + x[p - o] at every `step`-th pixel p of a plane padded by RADIUS (int32), into
-    `out` if given."""
+    """x[p + o] + x[p - o] at every pixel p of a plane padded by RADIUS (int32), into `out` if
+    given."""
     (dy, dx), (h, w), r = offset, shape, RADIUS
-    return torch.add(pad[r + dy:r + dy + h:step, r + dx:r + dx + w:step],
-                     pad[r - dy:r - dy + h:step, r - dx:r - dx + w:step], out=out)
+    return torch.add(pad[r + dy:r + dy + h, r + dx:r + dx + w], pad[r - dy:r - dy + h, r - dx:r - dx + w], out=out)
 
 
 def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = None, clip: int = 0) -> np.ndarray:
@@ -150,14 +149,13 @@ def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = 
         torch.mul(blocks(x), -2 * centre, out=blocks(acc))
     else:
         acc.zero_()
-        other = torch.empty(shape, dtype=torch.int32)
     for c, offset in zip(per_tap, OFFSETS):
         if classes is None and not c:
             continue
         if limit is None:
             _pair_sum(pad, offset, shape, out=pair)
         else:
-            _clipped_pair(pad, offset, shape, limit, out=(pair, other))
+            _clipped_pair(pad, offset, shape, limit, out=pair)
         if classes is None:
             acc.add_(pair, alpha=c)
         else:
@@ -167,14 +165,15 @@ def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = 
 
 
 def _clipped_pair(pad: torch.Tensor, offset: tuple[int, int], shape: tuple[int, int], limit: int,
-                  step: int = 1, out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """C(x[p + o] - x[p]) + C(x[p - o] - x[p]), C clipping to [-limit, limit], at every `step`-th
-    pixel p of a plane padded by RADIUS (int32), into out[0] (out[1] a scratch buffer) if given."""
+                  out: torch.Tensor) -> torch.Tensor:
+    """C(x[p + o] - x[p]) + C(x[p - o] - x[p]), C clipping to [-limit, limit], at every pixel p of a
+    plane padded by RADIUS (int32), into `out`. C is odd, so the second term is -D[p - o] with
+    D[q] = C(x[q + o] - x[q]): one clipped difference over the plane and a margin, then one
+    subtraction, instead of two of each."""
     (dy, dx), (h, w), r = offset, shape, RADIUS
-    x = pad[r:r + h:step, r:r + w:step]
-    a = torch.sub(pad[r + dy:r + dy + h:step, r + dx:r + dx + w:step], x, out=None if out is None else out[0])
-    b = torch.sub(pad[r - dy:r - dy + h:step, r - dx:r - dx + w:step], x, out=None if out is None else out[1])
-    return a.clamp_(-limit, limit).add_(b.clamp_(-limit, limit))
+    c0, c1 = min(0, -dx), max(w, w - dx)           # columns q of D that p and p - o need (dy >= 0)
+    d = torch.sub(pad[r:r + h + dy, r + c0 + dx:r + c1 + dx], pad[r - dy:r + h, r + c0:r + c1]).clamp_(-limit, limit)
+    return torch.sub(d[dy:dy + h, -c0:-c0 + w], d[:h, -c0 - dx:-c0 - dx + w], out=out)
 
 
 def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None,
@@ -197,12 +196,15 @@ def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None,
     order = torch.argsort(sampled, stable=True)            # the samples grouped by class
     ends = torch.cumsum(torch.bincount(sampled, minlength=n_classes), 0).tolist()
     target = target[order]
-    x2 = 2 * pad[RADIUS:-RADIUS:step, RADIUS:-RADIUS:step]
+    # each tap's two differences to the centre at the samples, in class order: made once, then
+    # clipped for each candidate
+    x = pad[RADIUS:-RADIUS:step, RADIUS:-RADIUS:step]
+    diffs = torch.stack([pad[RADIUS + sy * dy:RADIUS + sy * dy + h:step, RADIUS + sy * dx:RADIUS + sy * dx + w:step] - x
+                         for dy, dx in OFFSETS for sy in (1, -1)]).reshape(TAPS, 2, -1)[:, :, order]
     best: tuple[float, np.ndarray, int] | None = None
     for clip, limit in enumerate(CLIPS):
-        taps = [(_pair_sum(pad, o, rec10.shape, step) - x2 if limit is None
-                 else _clipped_pair(pad, o, rec10.shape, limit, step)).reshape(-1) for o in OFFSETS]
-        feats = torch.stack(taps).double()[:, order]
+        d = diffs if limit is None else diffs.clamp(-limit, limit)
+        feats = (d[:, 0] + d[:, 1]).double()
         q = np.zeros((n_classes, TAPS), dtype=np.int8)
         error = 0.0      # squared error left on the samples, each class filtered only if it helps
         for k, (start, end) in enumerate(zip([0] + ends[:-1], ends)):
