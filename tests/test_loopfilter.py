@@ -170,6 +170,19 @@ def test_encoder_sends_the_filter_and_the_decoder_applies_it(codec, textured):
     assert psnr(src.y10(), dec.y10) > psnr(src.y10(), codec.decode(plain).y10)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bf16"])
+def test_the_fit_synthesis_works_in_either_precision(codec, textured, dtype, monkeypatch):
+    # bf16 where oneDNN runs bf16 convolutions (this machine may or may not), float32 elsewhere
+    import copy
+    src, _ = textured
+    monkeypatch.setattr(codec, "fit_dtype", dtype)
+    monkeypatch.setattr(codec, "g_s_fit", copy.deepcopy(codec.net.g_s).to(dtype, memory_format=torch.channels_last))
+    an = codec.analyze(src)
+    dec = codec.decode(codec.encode(an, QMAX // 2).data)
+    plain = codec.decode(codec.encode(codec.analyze(src, loop_filter=False), QMAX // 2).data)
+    assert psnr(src.y10(), dec.y10) > psnr(src.y10(), plain.y10)
+
+
 def test_streams_without_a_filter_are_version_1_and_it_has_no_filter_flag(codec, textured):
     src, _ = textured
     v1 = codec.encode(codec.analyze(src, loop_filter=False), QMAX // 3).data
