@@ -279,8 +279,7 @@ class LearnedCodec:
         map_data, z_bytes, y_bytes = sizes[int(q_code)]
         filter_bytes = None
         if an.loop_filter:
-            index = loopfilter.choose_layout(z_bytes + y_bytes) if filter_layout is None else filter_layout
-            filter_bytes = loopfilter.block_bytes(an.source.planes, index)
+            filter_bytes = loopfilter.block_bytes(an.source.planes, _layout(filter_layout, z_bytes + y_bytes))
         return self._container_bytes(an.source, map_data, filter_bytes, z_bytes, y_bytes)
 
     def known_codes(self, an: Analysis, kmap: np.ndarray | None = None) -> list[int]:
@@ -312,7 +311,7 @@ class LearnedCodec:
         z_data = self.hyper(an, q_code).z_data
         filter_data = None
         if an.loop_filter:
-            index = loopfilter.choose_layout(len(z_data) + len(y_data)) if filter_layout is None else filter_layout
+            index = _layout(filter_layout, len(z_data) + len(y_data))
             coeffs, clips = (self._fit_filter(an, sy, index) if fit_filter
                              else (loopfilter.identity(an.source.planes, index), None))
             filter_data = loopfilter.pack(coeffs, index, clips)
@@ -329,8 +328,8 @@ class LearnedCodec:
         sy = self.symbols(an, q_code, kmap)
         filters = None
         if filtered and an.loop_filter:
-            if filter_layout is None:
-                filter_layout = loopfilter.choose_layout(len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
+            if filter_layout is None:   # the file's own layout: its real stream sizes, as `encode` has them
+                filter_layout = _layout(None, len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
             filters = self._fit_filter(an, sy, filter_layout)
         return self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend,
                                 filters=filters)
@@ -525,6 +524,12 @@ def anchor_cells(grid: tuple[int, int]) -> np.ndarray:
     cells = anchor_mask(*grid).numpy()
     cells.setflags(write=False)
     return cells
+
+
+def _layout(given: int | None, stream_bytes: int) -> int:
+    """The loop-filter layout of an encode: the one given (the rate matcher's, from its target), or
+    the one `loopfilter.choose_layout` picks for z and y streams of this size."""
+    return loopfilter.choose_layout(stream_bytes) if given is None else given
 
 
 def _bf16_convolutions() -> bool:

@@ -189,7 +189,8 @@ def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None,
     pad = torch.from_numpy(_padded(rec10, rec10.shape))
     ref = torch.from_numpy(ref10.astype(np.int32))
     rec = pad[RADIUS:-RADIUS, RADIUS:-RADIUS]
-    target = (ref[::step, ::step] - rec[::step, ::step]).reshape(-1).double()
+    x = rec[::step, ::step]                                # the samples
+    target = (ref[::step, ::step] - x).reshape(-1).double()
     pixel_class = (torch.zeros((h, w), dtype=torch.int64) if classes is None else torch.from_numpy(
         np.repeat(np.repeat(classes, BLOCK, axis=0), BLOCK, axis=1)[:h, :w].copy()))
     sampled = pixel_class[::step, ::step].reshape(-1)
@@ -198,7 +199,6 @@ def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None,
     target = target[order]
     # each tap's two differences to the centre at the samples, in class order: made once, then
     # clipped for each candidate
-    x = pad[RADIUS:-RADIUS:step, RADIUS:-RADIUS:step]
     diffs = torch.stack([pad[RADIUS + sy * dy:RADIUS + sy * dy + h:step, RADIUS + sy * dx:RADIUS + sy * dx + w:step] - x
                          for dy, dx in OFFSETS for sy in (1, -1)]).reshape(TAPS, 2, -1)[:, :, order]
     best: tuple[float, np.ndarray, int] | None = None
