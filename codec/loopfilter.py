@@ -253,7 +253,7 @@ def unpack(data: bytes, planes: int, version: int = 4) -> tuple[list[np.ndarray]
         index = None if head is None else head & 3 if version >= 4 else head
         if index is None or index >= len(LAYOUTS):
             raise BitstreamError(f"corrupted bitstream: unknown loop-filter layout "
-                                 f"{head if head is not None else 'missing'}")
+                                 f"{index if index is not None else 'missing'}")
         if version >= 4:
             clips = [(head >> (2 + 2 * i)) & 3 for i in range(planes)]
             if head >> (2 + 2 * planes) or any(c and not n for c, n in zip(clips, layout(planes, index))):
