@@ -59,6 +59,32 @@ def test_narrow_layer_is_exact_in_any_band_size(codec, monkeypatch, rows):
     assert torch.equal(layer.forward(x.clone()).to(torch.int64), layer.reference_forward(x.clone()))
 
 
+@pytest.mark.parametrize("both_extremes", [False, True], ids=["signed-columns", "offset"])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+def test_int8_weight_splits_are_exact(both_extremes, transposed):
+    # 16-bit weights split into int8 pieces with a sign per column, or, where a column holds both
+    # +-32767 (no sign fits), with an offset: both must give the int64 reference exactly
+    gen = torch.Generator().manual_seed(2)
+    cin, cout, k = 5, 40, 3 if not transposed else 5
+    shape = (cin, cout, k, k) if transposed else (cout, cin, k, k)
+    w = torch.randint(-30000, 30001, shape, generator=gen).numpy()
+    out_axis = 1 if transposed else 0
+    np.moveaxis(w, out_axis, 0)[::2, 0, 0, 0] = 32767       # negated columns
+    np.moveaxis(w, out_axis, 0)[1::2, 0, 0, 0] = -32767     # columns kept as they are
+    if both_extremes:
+        np.moveaxis(w, out_axis, 0)[3, 1, 0, 0] = 32767
+    layer = fixedpoint.IntLayer(w.astype(np.int64), np.arange(cout) * 1000 - 20000, np.full(cout, 3000 + np.arange(cout)),
+                                20, transposed, 2 if transposed else 1, 2 if transposed else 1,
+                                1 if transposed else 0, True, 32767, 0, 32767)
+    weights = layer._int8_params()[0]
+    assert weights.offset == (128 if both_extremes else 0)
+    assert bool((weights.signs < 0).any()) != both_extremes
+    x = torch.randint(0, 2, (1, cin, 6, 7), generator=gen) * 2 - 1
+    x = x * layer.in_max
+    x[..., :3, :] = torch.randint(-layer.in_max, layer.in_max + 1, (1, cin, 3, 7), generator=gen)
+    assert torch.equal(layer.forward(x.clone()).to(torch.int64), layer.reference_forward(x.clone()))
+
+
 @pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
 def test_context_network_on_the_non_anchors_alone_equals_the_whole_grid(codec, monkeypatch, int8_products):
     monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)

@@ -106,7 +106,8 @@ class IntLayer:
             phases = self.stride ** 2 if self._int8_subpixel else 1
             bias, mult = (torch.from_numpy(v.astype(np.int64)).repeat_interleave(phases)
                           for v in (self.bias, self.mult))
-            self._int8 = (weights, bias + weights.col_offset, mult)
+            # each column's sign (`Int8Weights`) in its bias and multiplier
+            self._int8 = (weights, weights.signs * bias + weights.col_offset, weights.signs * mult)
         return self._int8
 
     def prepare(self) -> None:
@@ -130,19 +131,23 @@ class IntLayer:
 
         if self._int8_subpixel:
             conv = int8_conv_by_taps if weights.col_offset.numel() <= NARROW_COLUMNS else int8_conv
-            return self._subpixel_conv(x, lambda v, pad: conv(v, weights, 1, pad, finish))
+            # the kernels write each phase to its output pixel: no pixel shuffle pass after them
+            return self._subpixel_conv(x, lambda v, pad: conv(v, weights, 1, pad, finish, shuffle=self.stride),
+                                       shuffled=True)
         return int8_conv(x, weights, self.stride, (self.padding, self.padding), finish)
 
-    def _subpixel_conv(self, x: torch.Tensor,
-                       conv: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]) -> torch.Tensor:
+    def _subpixel_conv(self, x: torch.Tensor, conv: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor],
+                       shuffled: bool = False) -> torch.Tensor:
         """The transposed convolution as one stride-1 convolution producing every output phase,
-        conv(x, (pad before, pad after)), then a pixel shuffle: the same sums of products, about
+        conv(x, (pad before, pad after)), then a pixel shuffle (unless `conv` returns its output
+        `shuffled` already): the same sums of products, about
         twice as fast as CPU float64 conv_transpose2d (whose col2im path dominated decode time) for
         wide layers; narrow ones (the 3-channel output) are faster as they are."""
         d, k = self.stride, self.weight.shape[-1]
         size = [(n - 1) * d - 2 * self.padding + k + self.output_padding for n in x.shape[-2:]]
         dmax, dmin = self._phases
-        return F.pixel_shuffle(conv(x, (dmax, -dmin)), d)[..., :size[0], :size[1]]
+        y = conv(x, (dmax, -dmin))
+        return (y if shuffled else F.pixel_shuffle(y, d))[..., :size[0], :size[1]]
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self._subpixel:
@@ -228,30 +233,60 @@ INT8_MATMUL = hasattr(torch, "_int_mm") and sys.byteorder == "little"
 @dataclass
 class Int8Weights:
     """A (Cout,Cin,T,T) integer kernel as int8 matrices (K, Cout) with K ordered (tap row, tap col,
-    channel): W = 2^8 * high + low + offset, where offset is 0 for 8-bit weights (one piece) and
-    128 otherwise (two pieces, low in [-128,127]). `columns` holds the pieces side by side and,
-    when offset, a column of ones (it yields rowsum of the activation pieces)."""
+    channel). 8-bit weights are one piece. 16-bit weights are two, W = sign * (2^8 * high + low)
+    with low in [-128, 127], where each column's sign (+-1) keeps its high piece within int8
+    (2^8 * high + low reaches -32896 .. 32639, so a column holding +32767 is negated); a column
+    holding both extremes, which no sign fits, makes the layer use W = 2^8 * high + low + offset
+    with offset 128 and low = (W & 255) - 128 instead, at the cost of a per-pixel term c * rowsum(A).
+    The sign goes into the requantization (`IntLayer._int8_params`): the products give sign * A.W,
+    and (sign * acc + sign * b) * (sign * m) is the layer's (acc + b) * m exactly."""
 
     pieces: tuple[torch.Tensor, ...]   # (K, Cout) int8 each: (high, low), or the weights alone
-    shifts: tuple[int, ...]            # 8 for high, 0 for low
     offset: int
-    col_offset: torch.Tensor  # (Cout,) int64: 128 * sum over K of (W - offset)
+    signs: torch.Tensor       # (Cout,) int64, +-1
+    col_offset: torch.Tensor  # (Cout,) int64: 128 * sum over K of sign * (W - offset)
     taps: int
-    columns: torch.Tensor     # (K, pieces * Cout [+ 1]) int8
+    columns: torch.Tensor     # (K, pieces * Cout [+ 1]) int8: the pieces side by side [and ones, with offset]
+    middle: torch.Tensor | None   # (2K, Cout) int8: low over high, the 2^8 term of [Ah | Al] products
 
     @classmethod
     def split(cls, w: np.ndarray) -> "Int8Weights":
         cout, _, taps, _ = w.shape
         mat = torch.from_numpy(np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, cout))).to(torch.int64)
+        signs = torch.ones(cout, dtype=torch.int64)
+        offset = 0
         if int(mat.abs().max()) <= 127:
-            pieces, shifts, offset = [mat], (0,), 0
+            pieces = [mat]
         else:
             assert int(mat.abs().max()) < 1 << 15
-            pieces, shifts, offset = [mat >> 8, (mat & 255) - 128], (8, 0), 128
+            fits_up, fits_down = mat.max(0).values <= 32639, mat.min(0).values >= -32639
+            if bool((fits_up | fits_down).all()):
+                signs = torch.where(fits_up, 1, -1)
+                mat = mat * signs
+                high = (mat + 128) >> 8
+                pieces = [high, mat - 256 * high]
+            else:
+                offset = 128
+                pieces = [mat >> 8, (mat & 255) - 128]
         pieces = [p.to(torch.int8).contiguous() for p in pieces]
         ones = [torch.ones(len(mat), 1, dtype=torch.int8)] if offset else []
-        return cls(tuple(pieces), shifts, offset, 128 * (mat - offset).sum(0), taps,
-                   torch.cat(pieces + ones, 1).contiguous())
+        middle = torch.cat(pieces[::-1], 0).contiguous() if len(pieces) == 2 else None
+        return cls(tuple(pieces), offset, signs, 128 * (mat - offset).sum(0), taps,
+                   torch.cat(pieces + ones, 1).contiguous(), middle)
+
+    def products(self, cols: torch.Tensor) -> torch.Tensor:
+        """int64 (Ah' + Al').W' (pixels, Cout), Ah' = 2^8 * Ah, from cols = [Ah | Al] (pixels, 2K),
+        the two activation pieces' im2col side by side. The four piece products are grouped by
+        power of 2^8: with two weight pieces the middle one, Ah.low + Al.high, is one product over
+        2K (|sum| <= 2K * 2^14, exact in int32), and the groups are summed in Horner form in int64."""
+        k = len(self.columns)
+        high, low = cols[:, :k], cols[:, k:]
+        groups = ([(high, self.pieces[0])] if self.middle is None else
+                  [(high, self.pieces[0]), (cols, self.middle)]) + [(low, self.pieces[-1])]
+        acc = torch._int_mm(*groups[0]).to(torch.int64)
+        for a, b in groups[1:]:
+            torch.add(torch._int_mm(a, b), acc, alpha=256, out=acc)
+        return acc
 
     def accumulate(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         """int64 A.W' + c * rowsum(A) (pixels, Cout) from the int32 products of the activation
@@ -262,6 +297,8 @@ class Int8Weights:
         if len(self.pieces) == 1:
             return both
         acc = torch.add(both[:, cout:2 * cout], both[:, :cout], alpha=256)
+        if not self.offset:
+            return acc
         k = len(self.columns)   # rowsum(A) = rowsum(2^8 Ah + Al) + 128 K
         return acc.add_((both[:, -1:] + 128 * k) * self.offset)
 
@@ -274,32 +311,31 @@ def _int8_pieces(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int],
-              finish: Callable[[torch.Tensor], torch.Tensor], rows: int = 1024) -> torch.Tensor:
+              finish: Callable[[torch.Tensor], torch.Tensor], rows: int = 1024, shuffle: int = 1) -> torch.Tensor:
     """Exact integer convolution of integer x (B,Cin,H,W), |x| < 2^15, zero-padded by pad (before,
     after; negative crops) on both axes, by int8 matrix products with int32 accumulators; `finish`
     maps each block of int64 accumulators (pixels, Cout) to the layer's 16-bit output. Returns int16
-    (B,Cout,H',W') laid out channels-last.
+    (B,Cout,H',W') laid out channels-last, or with `shuffle` d the pixel shuffle of that,
+    (B,Cout/d^2,d*H',d*W'), written directly (`_OutputBuffer`).
 
     With A = im2col(x) = 2^8*Ah + Al + 128 (Ah = x >> 8 and Al = (x & 255) - 128, both int8) and
-    W = W' + c:  A.W = (2^8*Ah + Al).W' + 128*colsum(W') + c*rowsum(A); `finish` adds the
-    per-column constant 128*colsum(W') (`Int8Weights.col_offset`) with the bias.
-    Each int8 product sums K terms of |.| <= 2^14: exact in int32 for any K < 2^17. The work runs in
-    bands of about `rows` output pixels so that im2col and the int64 passes stay in cache."""
+    W = sign * (W' + c) (`Int8Weights`):  sign * A.W = (2^8*Ah + Al).W' + 128*colsum(W') + c*rowsum(A);
+    `finish` adds the per-column constant 128*colsum(W') (`Int8Weights.col_offset`) with the bias.
+    Each int8 product sums at most 2K terms of |.| <= 2^14: exact in int32 for any K < 2^16. The
+    work runs in bands of about `rows` output pixels so that im2col and the int64 passes stay in
+    cache."""
     # channels last, int16: its two bytes are the pieces
     xc = F.pad(x.permute(0, 2, 3, 1).to(torch.int16), (0, 0, pad[0], pad[1], pad[0], pad[1])).contiguous()
     b, h, wd, cin = xc.shape
     t, cout = w.taps, w.col_offset.numel()
     oh, ow = (h - t) // stride + 1, (wd - t) // stride + 1
     pieces = _int8_pieces(xc)
-    out = torch.empty(b, oh, ow, cout, dtype=torch.int16)
+    out = _OutputBuffer(b, oh, ow, cout, shuffle)
     band = max(1, rows // ow)
 
     def windows(v: torch.Tensor, r0: int, r1: int) -> list[torch.Tensor]:  # each tap's (rows, ow, ...)
         return [v[r0 * stride + i:(r1 - 1) * stride + i + 1:stride, j:j + stride * (ow - 1) + 1:stride]
                 for i in range(t) for j in range(t)]
-
-    def im2col(v: torch.Tensor, r0: int, r1: int) -> torch.Tensor:  # (pixels, K), K = (ti, tj, c)
-        return torch.stack(windows(v, r0, r1), 2).reshape((r1 - r0) * ow, -1)
 
     if w.offset:   # rowsum(A) for every output pixel: a box sum of the channel sums
         sum_type = torch.int32 if cin * t * t < 1 << 16 else torch.int64   # |rowsum| <= K * 2^15
@@ -308,29 +344,40 @@ def int8_conv(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int]
     for n in range(b):
         for r0 in range(0, oh, band):
             r1 = min(oh, r0 + band)
-            # the products grouped by power of 256 (a_shift + w_shift), then summed in Horner form
-            terms: dict[int, torch.Tensor] = {}
-            for a_shift, piece in zip((8, 0), pieces):
-                cols = im2col(piece[n], r0, r1)
-                for w_shift, wp in zip(w.shifts, w.pieces):
-                    p = torch._int_mm(cols, wp)
-                    s = a_shift + w_shift
-                    terms[s] = terms[s].add_(p) if s in terms else p
-            order = sorted(terms, reverse=True)
-            acc = terms[order[0]].to(torch.int64)
-            for s in order[1:]:
-                torch.add(terms[s], acc, alpha=256, out=acc)
+            # im2col of both activation pieces side by side: (pixels, 2K), K = (ti, tj, c)
+            cols = torch.stack(windows(pieces[0][n], r0, r1) + windows(pieces[1][n], r0, r1), 2)
+            acc = w.products(cols.reshape((r1 - r0) * ow, -1))
             if w.offset:
                 acc.add_(row_sums[n, r0 * ow:r1 * ow])
-            out[n, r0:r1] = finish(acc).view(r1 - r0, ow, cout)
-    return out.permute(0, 3, 1, 2)
+            out.put(n, r0, finish(acc).view(r1 - r0, ow, cout))
+    return out.nchw()
+
+
+class _OutputBuffer:
+    """A convolution's int16 output, channels-last, filled band by band from (rows, W, Cout) blocks.
+    With `shuffle` d, Cout holds (channel, phase row, phase column) and each phase goes straight to
+    its pixel of the (d*H, d*W) output, as a pixel shuffle would put it: the copy of each block
+    into int16 happens anyway, so the shuffle costs no pass of its own."""
+
+    def __init__(self, b: int, h: int, w: int, cout: int, shuffle: int = 1):
+        self.d = shuffle
+        self.data = torch.empty(b, h, shuffle, w, shuffle, cout // shuffle ** 2, dtype=torch.int16)
+
+    def put(self, n: int, r0: int, block: torch.Tensor) -> None:
+        d = self.d
+        self.data[n, r0:r0 + block.shape[0]] = block.unflatten(-1, (-1, d, d)).permute(0, 3, 1, 4, 2)
+
+    def nchw(self) -> torch.Tensor:
+        b, h, d, w, _, c = self.data.shape
+        return self.data.view(b, h * d, w * d, c).permute(0, 3, 1, 2)
 
 
 NARROW_COLUMNS = 32   # output columns up to which a stride-1 layer runs tap by tap
 
 
 def int8_conv_by_taps(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[int, int],
-                      finish: Callable[[torch.Tensor], torch.Tensor], rows: int = 8192) -> torch.Tensor:
+                      finish: Callable[[torch.Tensor], torch.Tensor], rows: int = 8192,
+                      shuffle: int = 1) -> torch.Tensor:
     """`int8_conv` for stride 1 and few output columns, with the same exact result: one int8
     product per tap and activation piece instead of im2col. On the zero-padded input flattened to
     (rows * padded width, Cin), tap (i, j) of every output pixel is the pixel `i * width + j`
@@ -348,7 +395,7 @@ def int8_conv_by_taps(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[i
     pieces = [p.reshape(b, h * wd, cin).contiguous() for p in _int8_pieces(xc)]
     offsets = [i * wd + j for i in range(t) for j in range(t)]
     columns = [w.columns[k * cin:(k + 1) * cin] for k in range(len(offsets))]
-    out = torch.empty(b, oh, ow, cout, dtype=torch.int16)
+    out = _OutputBuffer(b, oh, ow, cout, shuffle)
     band = max(1, rows // wd)
     for m in range(b):
         for r0 in range(0, oh, band):
@@ -360,9 +407,9 @@ def int8_conv_by_taps(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[i
                 for off, cols in zip(offsets[1:], columns[1:]):
                     total.add_(torch._int_mm(piece[m, start + off:start + off + n], cols))
                 sums.append(total)
-            acc = w.accumulate(*sums).view(r1 - r0, wd, cout)[:, :ow].reshape(-1, cout)
-            out[m, r0:r1] = finish(acc).view(r1 - r0, ow, cout)
-    return out.permute(0, 3, 1, 2)
+            # finished for the padded width too (no copy to drop those columns first)
+            out.put(m, r0, finish(w.accumulate(*sums)).view(r1 - r0, wd, cout)[:, :ow])
+    return out.nchw()
 
 
 def quantize_layer(module: torch.nn.Module, relu: bool, s_in: float, s_out: np.ndarray, in_max: int,
