@@ -49,6 +49,28 @@ def test_rdoq_takes_single_steps_toward_the_mean_that_save_bits(codec, small_rgb
     assert with_rdoq < codec.estimate_bytes(an, q)
 
 
+
+def test_rdoq_weighs_each_channel_by_its_own_kappa(codec):
+    from codec.entropy.rdoq import rdo_round
+    gen = np.random.default_rng(0)
+    v = gen.normal(0, 2, (3, 400))
+    rows = np.full(v.shape, 20)
+    free, exact = rdo_round(v, rows, codec.y_table, 0.0), np.round(v).astype(np.int64)
+    mixed = rdo_round(v, rows, codec.y_table, np.array([[0.0], [1e9], [32.0]]))
+    assert np.array_equal(mixed[0], free[0]) and np.array_equal(mixed[1], exact[1])
+    assert np.array_equal(mixed[2], rdo_round(v, rows, codec.y_table, 32.0)[2])
+    assert (free != exact).any()
+
+
+def test_default_model_rdoq_uses_its_measured_channel_weights(codec, small_rgb, monkeypatch):
+    # training/channel_gains.py's weights spread over a factor of about 20 and change the symbols
+    assert codec.rdoq_kappa.max() / codec.rdoq_kappa.min() > 10
+    an = codec.analyze(source_from_array(small_rgb))
+    weighted = codec.symbols(an, QMAX // 2).s
+    monkeypatch.setattr(codec, "rdoq_kappa", np.full_like(codec.rdoq_kappa, 32.0))
+    an.last_symbols = None
+    assert not np.array_equal(weighted, codec.symbols(an, QMAX // 2).s)
+
 def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb):
     assert codec.context is not None, "the default model has a checkerboard context model"
     an = codec.analyze(source_from_array(small_rgb))

@@ -107,4 +107,14 @@ def load_bundle(model_id: int = DEFAULT_MODEL_ID) -> dict:
             raise BitlensError(f"{rate_model}: not a readable rate model (reinstall it or run "
                                f"training/rate_model.py --id {model_id})")
         bundle["rate_model"] = fitted
+    gains = weights_path(model_id).with_suffix(".gains.json")   # training/channel_gains.py
+    if gains.exists():
+        try:
+            weights = np.array(json.loads(gains.read_text())["weights"], dtype=np.float64)
+        except (OSError, ValueError, KeyError, TypeError):
+            weights = None
+        if weights is None or weights.ndim != 1 or not np.all(np.isfinite(weights) & (weights > 0)):
+            raise BitlensError(f"{gains}: not readable RDOQ channel weights (reinstall it or run "
+                               f"training/channel_gains.py --id {model_id})")
+        bundle["rdoq_channel_weights"] = weights
     return bundle
