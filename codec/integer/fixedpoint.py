@@ -8,9 +8,11 @@ accumulator's scale, and a per-channel requantization multiplier and shift:
     x_out = clamp((acc * mult + 2^(shift-1)) >> shift, lo, hi)     int64, rounds half up
 
 On the CPU the convolution runs as int8 matrix products with int32 accumulators (`int8_conv`):
-16-bit activations and weights are split into 8-bit halves, so four int8 products (two for 8-bit
-weights) give the exact sum; the wide g_s layers run about 3x faster than in float64 on this CPU
-(AVX-512 VNNI / AMX), and a 768x512 decode takes 0.31 s instead of 0.59 s. Elsewhere it runs as float64,
+16-bit activations and weights are split into 8-bit halves, so the four products of halves (two
+for 8-bit weights), grouped by power of 2^8 into three matrix products, give the exact sum; the
+wide g_s layers run about 3x faster than in float64 on this CPU (AVX-512 VNNI / AMX), and a
+768x512 decode took 0.31 s instead of 0.59 s when they came in (0.26-0.31 s since, with the
+loop filter, depending on the hour). Elsewhere it runs as float64,
 exact because every partial sum is an integer below 2^53, so any summation order (threads, SIMD
 width, blocking) gives the same exact result; CPU float64 convolutions use im2col + GEMM, never
 Winograd or FFT. On CUDA the layers run with cuDNN disabled, so PyTorch's own
@@ -275,10 +277,11 @@ class Int8Weights:
                    torch.cat(pieces + ones, 1).contiguous(), middle)
 
     def products(self, cols: torch.Tensor) -> torch.Tensor:
-        """int64 (Ah' + Al').W' (pixels, Cout), Ah' = 2^8 * Ah, from cols = [Ah | Al] (pixels, 2K),
-        the two activation pieces' im2col side by side. The four piece products are grouped by
-        power of 2^8: with two weight pieces the middle one, Ah.low + Al.high, is one product over
-        2K (|sum| <= 2K * 2^14, exact in int32), and the groups are summed in Horner form in int64."""
+        """int64 (2^8 Ah + Al).(2^8 high + low) (pixels, Cout) from cols = [Ah | Al] (pixels, 2K),
+        the two activation pieces' im2col side by side. The four products of pieces are grouped by
+        power of 2^8: the middle group, Ah.low + Al.high, is one product over 2K (|sum| <= 2K * 2^14,
+        exact in int32); the groups are summed in Horner form in int64. One weight piece W: the
+        products Ah.W and Al.W."""
         k = len(self.columns)
         high, low = cols[:, :k], cols[:, k:]
         groups = ([(high, self.pieces[0])] if self.middle is None else
