@@ -154,38 +154,33 @@ def test_console_script_runs_in_a_subprocess(tmp_path, small_png):
     assert r.returncode == 1 and r.stderr.startswith("bitlens: error:") and "Traceback" not in r.stderr
 
 
-def test_damaged_rate_model_is_a_one_line_error(tmp_path, small_png, capsys, monkeypatch):
+def _error_with_sidecar(tmp_path, small_png, capsys, monkeypatch, suffix: str, text: str) -> str:
+    """The CLI's error for an encode with model 1 whose file next to the weights (`suffix`) holds
+    `text`."""
     from codec import engine
     from codec.model import zoo
     (tmp_path / "bitlens-hp-v1.pt").symlink_to(zoo.MODELS_DIR / "bitlens-hp-v1.pt")
-    (tmp_path / "bitlens-hp-v1.rate.json").write_text("{broken")
+    (tmp_path / f"bitlens-hp-v1{suffix}").write_text(text)
     monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
     monkeypatch.setattr(engine, "_codecs", {})    # no model loaded before this test
     zoo.load_bundle.cache_clear()
     try:
-        err = _error(capsys, ["encode", str(small_png), "--quality", "30", "--model", "1",
-                              "-o", str(tmp_path / "o.bln")])
+        return _error(capsys, ["encode", str(small_png), "--quality", "30", "--model", "1",
+                               "-o", str(tmp_path / "o.bln")])
     finally:
         zoo.load_bundle.cache_clear()
-    assert "bitlens-hp-v1.rate.json: not a readable rate model" in err
 
+
+def test_damaged_rate_model_is_a_one_line_error(tmp_path, small_png, capsys, monkeypatch):
+    err = _error_with_sidecar(tmp_path, small_png, capsys, monkeypatch, ".rate.json", "{broken")
+    assert "bitlens-hp-v1.rate.json: not a readable rate model" in err
 
 
 @pytest.mark.parametrize("text", ["{broken", '{"weights": [1.0, -2.0]}', '{"weights": "x"}'])
 def test_damaged_rdoq_weights_are_a_one_line_error(tmp_path, small_png, capsys, monkeypatch, text):
-    from codec import engine
-    from codec.model import zoo
-    (tmp_path / "bitlens-hp-v1.pt").symlink_to(zoo.MODELS_DIR / "bitlens-hp-v1.pt")
-    (tmp_path / "bitlens-hp-v1.gains.json").write_text(text)
-    monkeypatch.setattr(zoo, "MODELS_DIR", tmp_path)
-    monkeypatch.setattr(engine, "_codecs", {})    # no model loaded before this test
-    zoo.load_bundle.cache_clear()
-    try:
-        err = _error(capsys, ["encode", str(small_png), "--quality", "30", "--model", "1",
-                              "-o", str(tmp_path / "o.bln")])
-    finally:
-        zoo.load_bundle.cache_clear()
+    err = _error_with_sidecar(tmp_path, small_png, capsys, monkeypatch, ".gains.json", text)
     assert "bitlens-hp-v1.gains.json: not readable RDOQ channel weights" in err
+
 
 def test_a_reader_that_stops_reading_ends_the_output_quietly(small_png, tmp_path):
     p = subprocess.Popen([sys.executable, "-c", "import sys; from app.cli import main_exit; sys.argv[0] = 'bitlens'; "
