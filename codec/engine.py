@@ -182,10 +182,11 @@ class LearnedCodec:
             layer.prepare()
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
-        # RDOQ's bits-per-squared-step trade-off per channel: KAPPA times the picture error a step of
-        # that channel makes relative to the others (training/channel_gains.py: spread over a factor
-        # of 20; -0.28% BD-rate on the last 12 training photos, chroma a little better too); one
-        # constant for models without measured weights
+        # RDOQ's bits-per-squared-step trade-off per channel in files with the loop filter: KAPPA
+        # times the picture error a step of that channel makes relative to the others
+        # (training/channel_gains.py: spread over a factor of 20). On the last 12 training photos
+        # -0.28% BD-rate with the filter, but +0.43% without it, so files without the filter keep
+        # the constant, as do models without measured weights
         weights = bundle.get("rdoq_channel_weights")
         m = self.net.M
         if weights is not None and len(weights) != m:
@@ -260,20 +261,26 @@ class LearnedCodec:
         delta, rows, log2_ratio = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
         mu = hy.mu
         if self.context is None:
-            s = self._quantize((an.y - mu) / delta, rows)
+            s = self._quantize((an.y - mu) / delta, rows, an.loop_filter)
         else:
             first = anchor_cells(an.grid)
             later = ~first
             s = np.zeros(an.y.shape, dtype=np.int64)
-            s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first])
+            s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first],
+                                         an.loop_filter)
             mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows)
-            s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later])
+            s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later],
+                                         an.loop_filter)
         an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
         return an.last_symbols[1]
 
-    def _quantize(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _quantize(self, v: np.ndarray, rows: np.ndarray, filtered: bool) -> np.ndarray:
+        """Symbols of v (in steps): RDOQ, with its per-channel weights in files that carry the loop
+        filter (`filtered`), where they were measured to help; one constant in files without it."""
         if not self.rdoq:
             return np.round(v).astype(np.int64)
+        if not filtered:
+            return rdo_round(v, rows, self.y_table)
         return rdo_round(v, rows, self.y_table, self.rdoq_kappa.reshape((-1,) + (1,) * (v.ndim - 1)))
 
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,

@@ -62,14 +62,19 @@ def test_rdoq_weighs_each_channel_by_its_own_kappa(codec):
     assert (free != exact).any()
 
 
-def test_default_model_rdoq_uses_its_measured_channel_weights(codec, small_rgb, monkeypatch):
-    # training/channel_gains.py's weights spread over a factor of about 20 and change the symbols
+def test_default_model_rdoq_uses_its_measured_channel_weights_with_the_loop_filter(codec, small_rgb, monkeypatch):
+    # training/channel_gains.py's weights spread over a factor of about 20 and change the symbols of
+    # files with the loop filter; files without it keep one constant (the weights lost there)
     assert codec.rdoq_kappa.max() / codec.rdoq_kappa.min() > 10
-    an = codec.analyze(source_from_array(small_rgb))
-    weighted = codec.symbols(an, QMAX // 2).s
+    src = source_from_array(small_rgb)
+    filtered, unfiltered = codec.analyze(src, loop_filter=True), codec.analyze(src, loop_filter=False)
+    weighted, plain = codec.symbols(filtered, QMAX // 2).s, codec.symbols(unfiltered, QMAX // 2).s
     monkeypatch.setattr(codec, "rdoq_kappa", np.full_like(codec.rdoq_kappa, 32.0))
-    an.last_symbols = None
-    assert not np.array_equal(weighted, codec.symbols(an, QMAX // 2).s)
+    filtered.last_symbols = unfiltered.last_symbols = None
+    assert not np.array_equal(weighted, codec.symbols(filtered, QMAX // 2).s)
+    monkeypatch.setattr(codec, "rdoq_kappa", np.zeros_like(codec.rdoq_kappa))
+    unfiltered.last_symbols = None
+    assert np.array_equal(plain, codec.symbols(unfiltered, QMAX // 2).s)
 
 def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb):
     assert codec.context is not None, "the default model has a checkerboard context model"

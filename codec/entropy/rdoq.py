@@ -14,7 +14,8 @@ channels into 20 times the picture error of others. Models with measured weights
 (training/channel_gains.py) scale KAPPA per channel by that error relative to the channels'
 geometric mean (model 8: -0.28% BD-rate on the last 12 training photos, 11 of 12 better, chroma
 PSNR up by about 0.05 dB; exponents 0.5 and 1.5 on the weights, or KAPPA x0.75 to x1.6 with them,
-gave -0.19% to -0.31%, so neither was changed).
+gave -0.19% to -0.31%, so neither was changed). That is with the loop filter; without it the same
+weights lost 0.43% (11 of 12 photos worse), so files without the filter keep the constant.
 """
 from __future__ import annotations
 
