@@ -84,8 +84,11 @@ class Analysis:
         sizes estimated so far, in caches of its own. Each dict is copied by one C call, atomic
         under the GIL, so a thread still using this analysis cannot break the copy."""
         estimates = dict(self.estimates)
-        return Analysis(self.source, self.y, 0.0, hypers=dict(self.hypers), loop_filter=self.loop_filter,
+        copy = Analysis(self.source, self.y, 0.0, hypers=dict(self.hypers), loop_filter=self.loop_filter,
                         estimates={key: dict(sizes) for key, sizes in estimates.items()})
+        if "source10" in self.__dict__:   # the fit's target planes, made once per image
+            copy.source10 = self.source10
+        return copy
 
 
 @dataclass
@@ -260,28 +263,28 @@ class LearnedCodec:
         hy = self.hyper(an, q_code)
         delta, rows, log2_ratio = self._steps_and_rows(hy.log2_sigma, q_code, kmap)
         mu = hy.mu
+        # RDOQ's per-channel weights in files with the loop filter, where they were measured to
+        # help; one constant in files without it
+        kappa = self.rdoq_kappa if an.loop_filter else KAPPA
         if self.context is None:
-            s = self._quantize((an.y - mu) / delta, rows, an.loop_filter)
+            s = self._quantize((an.y - mu) / delta, rows, kappa)
         else:
             first = anchor_cells(an.grid)
             later = ~first
             s = np.zeros(an.y.shape, dtype=np.int64)
-            s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first],
-                                         an.loop_filter)
+            s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first], kappa)
             mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows)
-            s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later],
-                                         an.loop_filter)
+            s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later], kappa)
         an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
         return an.last_symbols[1]
 
-    def _quantize(self, v: np.ndarray, rows: np.ndarray, filtered: bool) -> np.ndarray:
-        """Symbols of v (in steps): RDOQ, with its per-channel weights in files that carry the loop
-        filter (`filtered`), where they were measured to help; one constant in files without it."""
+    def _quantize(self, v: np.ndarray, rows: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
+        """Symbols of v (channels first, in steps): RDOQ with `kappa` (one, or one per channel), or
+        rounding."""
         if not self.rdoq:
             return np.round(v).astype(np.int64)
-        if not filtered:
-            return rdo_round(v, rows, self.y_table)
-        return rdo_round(v, rows, self.y_table, self.rdoq_kappa.reshape((-1,) + (1,) * (v.ndim - 1)))
+        per_channel = np.ndim(kappa) > 0
+        return rdo_round(v, rows, self.y_table, np.reshape(kappa, (-1,) + (1,) * (v.ndim - 1)) if per_channel else kappa)
 
     def estimate_bytes(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None,
                        filter_layout: int | None = None) -> int:

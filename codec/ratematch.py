@@ -177,6 +177,9 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
 
     def bracket(q: int, b: float) -> None:
         nonlocal below, above
+        # a later size of a code (the real file after its estimate) replaces the earlier one: left
+        # on the other side, a remembered estimate would close the bracket on that one code
+        below, above = (None if p is not None and p[0] == q else p for p in (below, above))
         if b > target:
             above = (q, math.log(b)) if above is None or q < above[0] else above
         else:
@@ -205,9 +208,6 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
                 return MatchResult(enc, an, target, "fast", trace, time.perf_counter() - t0)
             bias += len(enc.data) - round(b * npix / 8)   # the coder missed the estimate: correct
             b = enc.bpp
-            # the real size replaces this code's estimate in the bracket (a known code's estimate
-            # may have put it on the other side; left there, the bracket would close on one code)
-            below, above = (None if p is not None and p[0] == q else p for p in (below, above))
         bracket(q, b)
         if below and above:
             if above[0] - below[0] <= 1:

@@ -37,8 +37,8 @@ def rdo_round(v: np.ndarray, rows: np.ndarray, table: FreqTable, kappa: float | 
     nearer = sn - np.sign(sn)
     extra_bits = coder.symbol_bits(nearer, rn, table) - coder.symbol_bits(sn, rn, table)
     extra_error = (vn - nearer) ** 2 - (vn - sn) ** 2
-    if np.ndim(kappa):
-        kappa = np.broadcast_to(kappa, v.shape).ravel()[nz]
+    if np.ndim(kappa):   # the nonzero symbols' own values, without a copy of kappa at v's size
+        kappa = np.broadcast_to(kappa, v.shape)[np.unravel_index(nz, v.shape)]
     take = extra_bits + kappa * extra_error < 0
     s[nz[take]] = nearer[take]
     return s.reshape(v.shape)
