@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True)
     d.add_argument("--backend", choices=("integer", "integer8", "float"), default="integer",
                    help="integer: bit-exact on every machine (default); integer8: 8-bit weights "
-                        "(16-bit in the output layer); float")
+                        "(models before 10 keep 16 in the output layer); float")
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu",
                    help="torch device for the decoder networks (default cpu)")

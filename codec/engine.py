@@ -171,11 +171,14 @@ class LearnedCodec:
         self.rate_model = RateModel.from_dict(bundle["rate_model"]) if "rate_model" in bundle else None
         # integer hyper-synthesis and synthesis (absent only in bundles made before calibration)
         self.integer = IntegerDecoderNets.from_dict(bundle["integer"]) if "integer" in bundle else None
-        # 8-bit synthesis weights (`integer8`) in every layer but the 3-channel output layer, which
-        # keeps its 16-bit weights (0.7% of the weights, 40% of the 8-bit loss on training photos);
-        # both are calibrated to the same activation scales
-        self.g_s8 = (layers_from_dict(bundle["g_s8"])[:-1] + self.integer.g_s[-1:]
-                     if "g_s8" in bundle and self.integer is not None else None)
+        # 8-bit synthesis weights (`integer8`), at the 16-bit synthesis' activation scales. Rounded by
+        # GPTQ (bundles since v10's) in every layer; rounded to nearest (older bundles) in every layer
+        # but the 3-channel output layer, which then keeps its 16-bit weights (0.7% of the weights,
+        # 40% of the rounding's loss on training photos)
+        self.g_s8 = None
+        if "g_s8" in bundle and self.integer is not None:
+            g_s8 = layers_from_dict(bundle["g_s8"])
+            self.g_s8 = g_s8 if bundle.get("g_s8_rounding") == "gptq" else g_s8[:-1] + self.integer.g_s[-1:]
         # checkerboard context model (codec/model/context.py), integer form; None: hyperprior only
         self.context = (IntegerContextNet.from_dict(bundle["integer_context"])
                         if "integer_context" in bundle else None)

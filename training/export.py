@@ -57,6 +57,7 @@ def integer_parts(bundle: dict, crops: list) -> None:
         bundle["integer_context"] = build_integer_context(codec.net.context, contexts).to_dict()
     g8 = build_integer_nets(codec.net, zs, ys, 8).g_s
     bundle["g_s8"] = layers_to_dict(g8)
+    bundle["g_s8_rounding"] = "gptq"   # every layer 8-bit (`codec.integer.rounding`)
 
 
 def rate_prior(bundle: dict, crops: list, n_codes: int = 33) -> np.ndarray:

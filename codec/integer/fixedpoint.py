@@ -60,7 +60,7 @@ class IntLayer:
         self._int8_subpixel = self.transposed and self.stride > 1
         self._subpixel = self._int8_subpixel and self.out_channels >= 16
         if self._int8_subpixel:
-            self._phases = _phase_offsets(self.weight.shape[-1], self.stride, self.padding)
+            self._phases = phase_offsets(self.weight.shape[-1], self.stride, self.padding)
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
         self._int8: tuple[Int8Weights, torch.Tensor, torch.Tensor] | None = None
 
@@ -450,7 +450,7 @@ def quantize_layer(module: torch.nn.Module, relu: bool, s_in: float, s_out: np.n
     raise ValueError("cannot quantize layer within bounds")
 
 
-def _phase_offsets(k: int, stride: int, padding: int) -> tuple[int, int]:
+def phase_offsets(k: int, stride: int, padding: int) -> tuple[int, int]:
     """Largest and smallest input offset d (input row = output row // stride - d) any phase uses."""
     dmax = max((k - 1 - a - padding) // stride for a in range(stride))
     dmin = min(-((a + padding) // stride) for a in range(stride))
@@ -462,7 +462,7 @@ def subpixel_kernel(w: np.ndarray, stride: int, padding: int) -> np.ndarray:
     transposed convolution with kernel w (Cin, Cout, k, k): output row stride*m + a takes input row
     m - d through tap k = stride*d + a + padding."""
     cin, cout, k, _ = w.shape
-    dmax, dmin = _phase_offsets(k, stride, padding)
+    dmax, dmin = phase_offsets(k, stride, padding)
     taps = dmax - dmin + 1
     out = np.zeros((cout, stride, stride, cin, taps, taps), dtype=w.dtype)
     for a in range(stride):

@@ -9,6 +9,7 @@ scale `s_y` and produces Y'CbCr at scale 2^-14.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..model.context import LR_BITS, SYMBOL_CLIP
 from .fixedpoint import ACT_BITS, IntLayer, layers_from_dict, layers_to_dict, pow2_scale, quantize_layer
+from .rounding import round_transposed_conv
 
 OUT_SCALE = 2.0 ** -14
 IN_MAX = (1 << (ACT_BITS - 1)) - 1
@@ -122,8 +124,27 @@ def build_integer_nets(net, z_samples: list[torch.Tensor], y_hat_samples: list[t
 
     g_max = calibrate(net.g_s, y_hat_samples)
     s_y = pow2_scale(max(float(y.abs().max()) for y in y_hat_samples))
-    g_layers, _ = quantize_sequence(net.g_s, g_max, s_y, IN_MAX, np.full(3, OUT_SCALE), weight_bits)
+    # short weights: rounded for least output error first; the activation scales stay those of the
+    # float network, so every bit width shares them
+    g_s = net.g_s if weight_bits >= 16 else snap_weights(net.g_s, weight_bits, y_hat_samples)
+    g_layers, _ = quantize_sequence(g_s, g_max, s_y, IN_MAX, np.full(3, OUT_SCALE), weight_bits)
     return IntegerDecoderNets(h_layers, g_layers, s_mu, s_ls, s_y, weight_bits)
+
+
+def snap_weights(seq: nn.Sequential, weight_bits: int, samples: list[torch.Tensor]) -> nn.Sequential:
+    """A copy of `seq` whose transposed convolutions hold weights already on the grid
+    `quantize_layer` will use, rounded layer by layer by GPTQ (`rounding.py`) on the inputs that
+    the layers before, already rounded, give the calibration samples. With 8-bit weights (model 10,
+    last 12 training photos, BD-rate against the 16-bit decoder) the synthesis lost +4.99% rounded
+    to nearest and +3.65% with each bias corrected for the mean shift, both with the output layer
+    kept at 16 bits, which alone caused 40% of the loss; GPTQ in every layer +0.33%."""
+    snapped = copy.deepcopy(seq)
+    mods = list(snapped)
+    with torch.no_grad():
+        for m, _ in conv_layers(snapped):
+            inputs = [snapped[:mods.index(m)](x) for x in samples]
+            m.weight.data = round_transposed_conv(m, inputs, weight_bits)
+    return snapped
 
 
 @dataclass
