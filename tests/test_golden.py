@@ -6,6 +6,9 @@ and two version-4 streams (clipped filters in layouts 1 and 2) from the commit t
 then two streams of model 10, each decoded with the model it names.
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
 model 10 with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,14 @@ def test_golden_set_covers_every_loop_filter_layout_and_clipped_filters():
     assert layouts == {0, 1, 2}
     heads = [Bitstream.unpack((GOLDEN / n).read_bytes()).filter_data[0] for n in STREAMS if STREAMS[n][0] == 4]
     assert {1, 2} <= {h & 3 for h in heads} and all(h >> 2 for h in heads)      # clips sent
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(capability):
+    name = "v10-192x256-high.bln"
+    script = ("import sys; from codec.devices import pixel_sha256; from codec.engine import decode_bitstream; "
+              "print(pixel_sha256(decode_bitstream(open(sys.argv[1], 'rb').read(), backend='integer8').pixels))")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script, str(GOLDEN / name)], env=env, capture_output=True,
+                         text=True, cwd=Path(__file__).parents[1], check=True).stdout.split()
+    assert out[-1] == STREAMS[name][2]
