@@ -242,6 +242,7 @@ def test_short_weights_sit_on_the_layer_grid_with_less_output_error_than_roundin
                                                     output_padding=1) ** 2).sum()) for x in samples)
     assert err_gptq < 0.6 * err_nearest        # 0.34 when written; rounding to nearest is 1
 
+
 def test_integer8_has_8_bit_weights_everywhere_in_v10_and_a_16_bit_output_layer_in_older_models():
     from codec.engine import LearnedCodec
     gptq, nearest = LearnedCodec.load(10), LearnedCodec.load(8)

@@ -422,9 +422,7 @@ def quantize_layer(module: torch.nn.Module, relu: bool, s_in: float, s_out: np.n
     transposed = isinstance(module, torch.nn.ConvTranspose2d)
     w = module.weight.detach().double().numpy()
     b = module.bias.detach().double().numpy()
-    qmax = (1 << (weight_bits - 1)) - 1
-    axes = (0, 2, 3) if transposed else (1, 2, 3)
-    s_w = np.maximum(np.abs(w).max(axis=axes), 1e-12) / qmax
+    s_w = weight_steps(w, transposed, weight_bits)
     shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
     w_int = np.round(w / s_w.reshape(shape)).astype(np.int64)
     acc_scale = s_in * s_w
@@ -450,6 +448,13 @@ def quantize_layer(module: torch.nn.Module, relu: bool, s_in: float, s_out: np.n
     raise ValueError("cannot quantize layer within bounds")
 
 
+def weight_steps(w: np.ndarray, transposed: bool, weight_bits: int) -> np.ndarray:
+    """Per-output-channel step of a layer's integer weights: max |w| / (2^(bits-1) - 1), so each
+    channel's largest weight lands on the end of the grid."""
+    axes = (0, 2, 3) if transposed else (1, 2, 3)
+    return np.maximum(np.abs(w).max(axis=axes), 1e-12) / ((1 << (weight_bits - 1)) - 1)
+
+
 def phase_offsets(k: int, stride: int, padding: int) -> tuple[int, int]:
     """Largest and smallest input offset d (input row = output row // stride - d) any phase uses."""
     dmax = max((k - 1 - a - padding) // stride for a in range(stride))
@@ -465,14 +470,25 @@ def subpixel_kernel(w: np.ndarray, stride: int, padding: int) -> np.ndarray:
     dmax, dmin = phase_offsets(k, stride, padding)
     taps = dmax - dmin + 1
     out = np.zeros((cout, stride, stride, cin, taps, taps), dtype=w.dtype)
+    for p, phase in enumerate(phase_taps(k, stride, padding)):
+        for ti, tj, ki, kj in phase:
+            out[:, p // stride, p % stride, :, ti, tj] = w[:, :, ki, kj].T
+    return out.reshape(cout * stride * stride, cin, taps, taps)
+
+
+def phase_taps(k: int, stride: int, padding: int) -> list[list[tuple[int, int, int, int]]]:
+    """For each output phase (a, b), a-major: (tap row ti, tap column tj, kernel row, kernel column)
+    of every tap it uses in the T x T input window of `phase_offsets`, tap row ti being offset
+    d = dmax - ti and kernel row stride*d + a + padding."""
+    dmax, dmin = phase_offsets(k, stride, padding)
+    taps = dmax - dmin + 1
+    phases = []
     for a in range(stride):
         for b in range(stride):
-            for ti in range(taps):
-                for tj in range(taps):
-                    ki, kj = stride * (dmax - ti) + a + padding, stride * (dmax - tj) + b + padding
-                    if 0 <= ki < k and 0 <= kj < k:
-                        out[:, a, b, :, ti, tj] = w[:, :, ki, kj].T
-    return out.reshape(cout * stride * stride, cin, taps, taps)
+            phase = [(ti, tj, stride * (dmax - ti) + a + padding, stride * (dmax - tj) + b + padding)
+                     for ti in range(taps) for tj in range(taps)]
+            phases.append([t for t in phase if 0 <= t[2] < k and 0 <= t[3] < k])
+    return phases
 
 
 def pow2_scale(max_abs: float, bits: int = ACT_BITS, headroom: float = 1.5) -> float:

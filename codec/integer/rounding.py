@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fixedpoint import phase_offsets
+from .fixedpoint import phase_offsets, phase_taps, weight_steps
 
 DAMP = 0.01          # H + DAMP * mean(diag H) * I: keeps the inverse well-conditioned
 CHUNK = 16384        # positions per Hessian product, to bound memory at full resolution
@@ -40,20 +40,16 @@ def input_hessian(inputs: list[torch.Tensor], k: int, stride: int, padding: int)
 
 
 def phase_entries(cin: int, k: int, stride: int, padding: int) -> list[tuple[torch.Tensor, ...]]:
-    """For each output phase (a, b) of a transposed convolution: the rows of `input_hessian` its
-    taps read, and the (input channel, kernel row, kernel column) of the weight each row meets."""
+    """For each output phase of a transposed convolution: the rows of `input_hessian` its taps
+    read, and the (input channel, kernel row, kernel column) of the weight each row meets."""
     dmax, dmin = phase_offsets(k, stride, padding)
     taps = dmax - dmin + 1
-    phases = []
-    for a in range(stride):
-        for b in range(stride):
-            sel = [(ti, tj, stride * (dmax - ti) + a + padding, stride * (dmax - tj) + b + padding)
-                   for ti in range(taps) for tj in range(taps)]
-            sel = [s for s in sel if 0 <= s[2] < k and 0 <= s[3] < k]
-            rows = torch.tensor([c * taps * taps + ti * taps + tj for c in range(cin) for ti, tj, _, _ in sel])
-            phases.append((rows, torch.arange(cin).repeat_interleave(len(sel)),
-                           torch.tensor([s[2] for s in sel]).repeat(cin), torch.tensor([s[3] for s in sel]).repeat(cin)))
-    return phases
+    entries = []
+    for phase in phase_taps(k, stride, padding):
+        ti, tj, ki, kj = (torch.tensor(v).repeat(cin) for v in zip(*phase))
+        channels = torch.arange(cin).repeat_interleave(len(phase))
+        entries.append(((channels * taps + ti) * taps + tj, channels, ki, kj))
+    return entries
 
 
 def round_transposed_conv(m: nn.ConvTranspose2d, inputs: list[torch.Tensor], weight_bits: int) -> torch.Tensor:
@@ -65,7 +61,7 @@ def round_transposed_conv(m: nn.ConvTranspose2d, inputs: list[torch.Tensor], wei
     stride, padding, k = m.stride[0], m.padding[0], m.kernel_size[0]
     w = m.weight.detach().double()                     # (Cin, Cout, k, k)
     qmax = (1 << (weight_bits - 1)) - 1
-    step = w.abs().amax(dim=(0, 2, 3)).clamp_min(1e-12) / qmax
+    step = torch.from_numpy(weight_steps(w.numpy(), True, weight_bits))
     h = input_hessian(inputs, k, stride, padding)
     out = w.clone()
     for rows, ci, ki, kj in phase_entries(w.shape[0], k, stride, padding):
