@@ -381,13 +381,20 @@ class LearnedCodec:
             sy.filters[index] = coeffs, clips
         return sy.filters[index]
 
+    @property
+    def trained_codes(self) -> tuple[int, int]:
+        """The quality codes of the lowest and highest trained levels; outside them the steps are
+        extrapolated."""
+        n = len(self.log2_steps_q16) - 1
+        lo, hi = self.trained_levels
+        return -(-lo * QMAX // n), hi * QMAX // n
+
     def _trained_code(self, q_code: int) -> int:
         """The quality code clamped to the trained levels: beyond them the y steps keep changing
         (extrapolated levels reach lower and higher rates) but the hyper-analysis, an encoder-only
         choice, sees the step of the nearest trained level instead of inputs it never saw."""
-        n = len(self.log2_steps_q16) - 1
-        lo, hi = self.trained_levels
-        return min(max(q_code, -(-lo * QMAX // n)), hi * QMAX // n)
+        lo, hi = self.trained_codes
+        return min(max(q_code, lo), hi)
 
     # ---- decoder side ------------------------------------------------------------------------
     @torch.inference_mode()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,8 +98,6 @@ def _bisection(codec, source, target, tol, closest, kmap, analyze) -> MatchResul
     t0 = time.perf_counter()
     npix = source.width * source.height
     trace: list[tuple[int, float]] = []
-    lo, hi = 0, QMAX
-    best: Encoded | None = None
     last: Analysis | None = None      # the latest trial's analysis
     layout = filter_layout(target, npix)
 
@@ -111,22 +110,32 @@ def _bisection(codec, source, target, tol, closest, kmap, analyze) -> MatchResul
         trace.append((q, len(enc.data) * 8 / npix))
         return enc
 
-    while hi - lo > 1 and len(trace) < MAX_TRIALS:
-        mid = (lo + hi) // 2
-        enc = full_encode(mid)
-        if accepts(enc.bpp, target, tol, closest):
-            best = enc
-            break
-        if enc.bpp > target:
-            hi = mid
-        else:
-            lo = mid
+    def bisect(lo: int, hi: int) -> tuple[Encoded | None, int, int]:
+        while hi - lo > 1 and len(trace) < MAX_TRIALS:
+            mid = (lo + hi) // 2
+            enc = full_encode(mid)
+            if accepts(enc.bpp, target, tol, closest):
+                return enc, lo, hi
+            if enc.bpp > target:
+                hi = mid
+            else:
+                lo = mid
+        return None, lo, hi
+
+    best, lo, hi = bisect(0, QMAX)
+    if best is None and hi <= 1:
+        # the target is below code 1's rate; lower rates may lie above code 0 (`rate_floor`)
+        probes: dict[int, Encoded] = {}
+        floor, fb = rate_floor(codec, last, kmap, layout, lambda q: probes.setdefault(q, full_encode(q)).bpp)
+        if accepts(fb, target, tol, closest):
+            best = probes[floor]
+        elif fb < target:
+            best, lo, hi = bisect(floor, min((q for q, b in trace if q > floor and b > target), default=QMAX))
+    elif best is None and lo >= QMAX - 1:
+        edge = full_encode(QMAX)
+        best = edge if accepts(edge.bpp, target, tol, closest) else None
     if best is None:
-        edge = full_encode(0 if hi <= 1 else QMAX)
-        if accepts(edge.bpp, target, tol, closest):
-            best = edge
-        else:
-            raise _range_error(codec, target, kmap, tol, last, layout)
+        raise _range_error(codec, target, kmap, tol, last, layout)
     if last.loop_filter:   # the accepted trial, its filter fitted: same size
         best = codec.encode(last, best.q_code, kmap, filter_layout=layout)
     return MatchResult(best, None, target, "bisection", trace, time.perf_counter() - t0)
@@ -174,6 +183,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
 
     below: tuple[int, float] | None = None   # closest bracket points (code, log bpp)
     above: tuple[int, float] | None = None
+    floor = 0                                # no code below this one is tried (`rate_floor`)
 
     def bracket(q: int, b: float) -> None:
         nonlocal below, above
@@ -214,7 +224,23 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
                 break
             q = falsi(below, above)
         else:
-            if (q == 0 and b > target) or (q == QMAX and b < target):
+            if q == floor == 0 and b > target:
+                # lower rates may lie above code 0 (`rate_floor`): search above the floor from there
+                floor, fb = rate_floor(codec, an, kmap, layout, trial)
+                if fb > target:
+                    raise _range_error(codec, target, kmap, tol, an, layout)
+                above = None if above is None or above[0] < floor else above
+                bracket(floor, fb)
+                if accepts(fb, target, tol, closest):
+                    q = floor     # met: its estimate is remembered, the real encode follows
+                    continue
+                if above is not None:
+                    if above[0] - floor <= 1:
+                        break
+                    q = falsi(below, above)
+                    continue
+                b, q = fb, floor
+            elif (q == floor and b > target) or (q == QMAX and b < target):
                 raise _range_error(codec, target, kmap, tol, an, layout)
             # this image's curve as the prior's through the measured point: shifted after one trial;
             # with two on one side, also its slope against the prior (kept within 0.5..2)
@@ -226,7 +252,7 @@ def _fast(codec, source, target, tol, closest, kmap, analysis, analyze) -> Match
             nq = through(q, lb, slope)
             if nq == q:   # prior is flat here or clamped: step outwards
                 nq = q + (1 if b < target else -1) * max(1, QMAX // 64)
-            q = min(max(nq, 0), QMAX)
+            q = min(max(nq, floor), QMAX)
     raise _range_error(codec, target, kmap, tol, an, layout)
 
 
@@ -244,9 +270,27 @@ def rate_curve(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None = None
     return np.stack([CODES.astype(np.float64), log_bpp])
 
 
+FLOOR_PROBES = 9   # codes probed between code 0 and the lowest trained level for the rate floor
+
+
+def rate_floor(codec: LearnedCodec, an: Analysis, kmap: np.ndarray | None, layout: int,
+               size: Callable[[int], float] | None = None) -> tuple[int, float]:
+    """The code with the lowest rate and that rate (bpp), among codes from 0 to the lowest trained
+    level. On a nearly flat image the rate can rise again below the trained levels as the steps
+    coarsen (the non-anchors' context model extrapolates), so code 0 is not always the lowest rate;
+    codes below the floor cost more bits for less quality, and the matchers search above it.
+    `size` measures a code (default: its exact estimated size)."""
+    npix = an.source.width * an.source.height
+    size = size or (lambda q: codec.estimate_bytes(an, q, kmap, layout) * 8 / npix)
+    codes = np.unique(np.linspace(0, codec.trained_codes[0], FLOOR_PROBES).round().astype(int))
+    rates = [size(int(q)) for q in codes]
+    best = int(np.argmin(rates))
+    return int(codes[best]), float(rates[best])
+
+
 def _range_error(codec, target, kmap, tol, an, layout) -> BitlensError:
     npix = an.source.width * an.source.height
-    low = codec.estimate_bytes(an, 0, kmap, layout) * 8 / npix
+    low = rate_floor(codec, an, kmap, layout)[1]
     high = codec.estimate_bytes(an, QMAX, kmap, layout) * 8 / npix
     if low <= target <= high:
         return BitlensError(f"no quality lands within {tol:.1%} below {target:g} bpp on this image; "

@@ -5,7 +5,7 @@ from codec.engine import latent_grid
 from codec.errors import BitlensError
 from codec.images import source_from_array
 from codec.model.quality import QMAX
-from codec.ratematch import match_rate
+from codec.ratematch import filter_layout, match_rate, rate_floor
 
 from .conftest import sample_crop
 
@@ -145,3 +145,25 @@ def test_rate_curve_predicts_this_image(codec, src):
     exact = np.log([codec.estimate_bytes(an, int(codes[i])) * 8 / n for i in sel])
     err = exact - predicted[sel]
     assert np.abs(err - err.mean()).max() < 0.1, err
+
+
+@pytest.fixture(scope="module")
+def flat():
+    """A flat grey image: below the trained levels its rate rises again as the steps coarsen (the
+    context model extrapolates), so code 0 is not its lowest rate."""
+    return source_from_array(np.full((256, 384, 3), 102, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("method", ["fast", "bisection"])
+def test_targets_below_code_zeros_rate_are_met_above_the_rate_floor(codec, flat, method):
+    an = codec.analyze(flat)
+    npix = flat.width * flat.height
+    floor, floor_bpp = rate_floor(codec, an, None, filter_layout(0.01, npix))
+    at_zero = codec.estimate_bytes(an, 0) * 8 / npix
+    assert floor > 0 and floor_bpp < 0.8 * at_zero       # the case this guards: code 0 is not the lowest
+    target = floor_bpp * 1.02
+    r = match_rate(codec, flat, target, method=method, tolerance=0.05)
+    assert target * 0.95 <= r.bpp <= target < at_zero
+    assert r.encoded.q_code >= floor
+    with pytest.raises(BitlensError, match=rf"outside what the model reaches on this image \({floor_bpp:.4f} to"):
+        match_rate(codec, flat, floor_bpp * 0.9, method=method)
