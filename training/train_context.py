@@ -55,16 +55,21 @@ def random_latents(latents, batch: int, size: int, gen: torch.Generator) -> torc
     return torch.stack([random_window(latents, size, gen) for _ in range(batch)]).float()
 
 
-def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bits of z and the anchors, of the non-anchors with the hyperprior only, and of the non-anchors
-    with the context model (noise proxy for training, real rounding for evaluation)."""
+def hyper_residuals(net, y, q, kmap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bits of z, and y's residual from the hyperprior's mean in steps, log2(sigma / delta) and log2
+    delta: what every context model starts from."""
     log2_step = net.log2_step(q)
     z = torch.round(net.hyper_analysis(y, log2_step))
     bits_z = -torch.log2(net.prior_z.likelihood(z).clamp_min(1e-9)).sum()
     mu, log2_sigma = net.entropy_parameters(z)
     log2_delta = log2_step[:, :, None, None] + kmap / 4
-    r = (y - mu) / torch.exp2(log2_delta)
-    log2_ratio = log2_sigma - log2_delta
+    return bits_z, (y - mu) / torch.exp2(log2_delta), log2_sigma - log2_delta, log2_delta
+
+
+def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bits of z and the anchors, of the non-anchors with the hyperprior only, and of the non-anchors
+    with the context model (noise proxy for training, real rounding for evaluation)."""
+    bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap)
     anchors = anchor_mask(*y.shape[-2:], device=y.device)
     u = torch.empty_like(r).uniform_(-0.5, 0.5) if noise else None
 

@@ -33,7 +33,7 @@ from codec.model.context import SYMBOL_CLIP, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
 from codec.model.zoo import weights_path  # noqa: E402
 from training.train import load_photos, random_offset_maps  # noqa: E402
-from training.train_context import load_backbone, photo_latents, random_latents  # noqa: E402
+from training.train_context import hyper_residuals, load_backbone, photo_latents, random_latents  # noqa: E402
 
 
 class AnchorSlices(nn.Module):
@@ -57,13 +57,7 @@ def on_256th(v: torch.Tensor) -> torch.Tensor:
 
 def bits_and_error(net, ctx: AnchorSlices | None, y, q, kmap, noise: bool):
     """Bits of z, of the anchors and of the non-anchors, and the anchors' latent squared error."""
-    log2_step = net.log2_step(q)
-    z = torch.round(net.hyper_analysis(y, log2_step))
-    bits_z = -torch.log2(net.prior_z.likelihood(z).clamp_min(1e-9)).sum()
-    mu, log2_sigma = net.entropy_parameters(z)
-    log2_delta = log2_step[:, :, None, None] + kmap / 4
-    r = (y - mu) / torch.exp2(log2_delta)
-    lr = log2_sigma - log2_delta
+    bits_z, r, lr, log2_delta = hyper_residuals(net, y, q, kmap)
     anchors = anchor_mask(*y.shape[-2:], device=y.device).float()
 
     def bits(v, l):
