@@ -146,8 +146,7 @@ def decode_once(codec: LearnedCodec, data: bytes, decoder: str, dtype: str = "fl
 def _float_decode_dtype(codec: LearnedCodec, data: bytes, dtype: torch.dtype) -> np.ndarray:
     """Float synthesis in another precision (float64 or bfloat16 autocast): entropy decoding unchanged."""
     bs = Bitstream.unpack(data)
-    mu, s, delta = codec.entropy_decode(bs)
-    y_hat = torch.from_numpy(mu + s * delta)[None]
+    y_hat = torch.from_numpy(codec.y_hat(codec.entropy_decode(bs)))[None]
     if dtype == torch.bfloat16:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             x = codec.net.g_s(y_hat.float()).float()

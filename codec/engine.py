@@ -355,8 +355,7 @@ class LearnedCodec:
             if filter_layout is None:   # the file's own layout: its real stream sizes, as `encode` has them
                 filter_layout = _layout(None, len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
             filters = self._fit_filter(an, sy, filter_layout)
-        return self._synthesize(sy.mu, sy.s, sy.delta, an.source.height, an.source.width, backend,
-                                filters=filters)
+        return self._synthesize(self.y_hat(sy), an.source.height, an.source.width, backend, filters=filters)
 
     def _y_data(self, sy: Symbols) -> bytes:
         """The coded y stream (two parts, the first with its length, with a context model)."""
@@ -369,7 +368,7 @@ class LearnedCodec:
         these symbols (as good as fitting on the integer decoder's, in half the time: `g_s_fit`).
         Cached with the symbols."""
         if index not in sy.filters:
-            y_hat = torch.from_numpy(np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4).astype(np.float32))[None]
+            y_hat = torch.from_numpy(self.y_hat(sy).astype(np.float32))[None]
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
             coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
@@ -409,29 +408,34 @@ class LearnedCodec:
             raise BitlensError(f"bitstream is for model {bs.model_id}, this decoder holds model {self.model_id}")
         if bs.q_code > QMAX:
             raise BitstreamError("quality code out of range: corrupted bitstream")
-        mu, s, delta = self.entropy_decode(bs, device)
+        sy = self.entropy_decode(bs, device)
         filters = loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
-        ycc = self._synthesize(mu, s, delta, bs.height, bs.width, backend, device, filters)
+        ycc = self._synthesize(self.y_hat(sy), bs.height, bs.width, backend, device, filters)
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
-    def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Means, symbols and steps of y from a parsed bitstream (the entropy networks run on the
-        torch `device`). Raises BitstreamError for undecodable streams."""
+    def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> Symbols:
+        """Symbols, table rows, steps and means of y from a parsed bitstream (the entropy networks
+        run on the torch `device`). Raises BitstreamError for undecodable streams."""
         try:
             kmap, z = self._map_and_z(bs)
             mu, log2_sigma = self._entropy_parameters(z, device)
             delta, rows, log2_ratio = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
             if self.context is None:
-                return mu, coder.decode(bs.y_data, rows, self.y_table), delta
+                return Symbols(coder.decode(bs.y_data, rows, self.y_table), rows, delta, mu, kmap)
             first, second = split_streams(bs.y_data)
             anchors = anchor_cells(kmap.shape)
             s = np.zeros(rows.shape, dtype=np.int64)
             s[:, anchors] = coder.decode(first, rows[:, anchors], self.y_table)
             mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows, device)
             s[:, ~anchors] = coder.decode(second, rows[:, ~anchors], self.y_table)
-            return mu, s, delta
+            return Symbols(s, rows, delta, mu, kmap)
         except coder.CorruptStream as exc:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
+
+    def y_hat(self, sy: Symbols) -> np.ndarray:
+        """The decoded latent: each symbol at the centre of its bin, mu + s * delta (encoder and
+        decoder alike; clipped so that a corrupted stream cannot overflow the synthesis)."""
+        return np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4)
 
     def decode_latents(self, data: bytes) -> tuple[Bitstream, np.ndarray, np.ndarray, np.ndarray]:
         """Header, z, map and the hyperprior's scale rows (the float entropy networks' diagnostic)."""
@@ -495,12 +499,11 @@ class LearnedCodec:
         anchors = anchor_cells(sy.kmap.shape)
         return [(sy.s[:, anchors], sy.rows[:, anchors]), (sy.s[:, ~anchors], sy.rows[:, ~anchors])]
 
-    def _synthesize(self, mu, s, delta, height: int, width: int, backend: str = "integer",
+    def _synthesize(self, y_hat: np.ndarray, height: int, width: int, backend: str = "integer",
                     device: str = "cpu", filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:
         """The (H, W, 3) Y'CbCr reconstruction in [0, 1], each plane with its loop `filters`
         (coefficients and clip index per plane) applied on its 10-bit values (luma's per class of
         its 4x4 blocks) while the planes are still contiguous."""
-        y_hat = np.clip(mu + s * delta, -1e4, 1e4)
         if backend not in BACKENDS:
             raise BitlensError(f"unknown decoder backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if backend == "float" or self.integer is None:

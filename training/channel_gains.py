@@ -36,7 +36,7 @@ PLANE_WEIGHTS = np.array([6.0, 1.0, 1.0]) / 8   # the training loss' Y'CbCr weig
 def step_gains(codec: LearnedCodec, src, q_code: int, gen: torch.Generator) -> np.ndarray:
     """Weighted squared picture error per latent position of a +-1 step error in each channel (M,)."""
     sy = codec.symbols(codec.analyze(src), q_code)
-    y_hat = torch.from_numpy(np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4).astype(np.float32))[None]
+    y_hat = torch.from_numpy(codec.y_hat(sy).astype(np.float32))[None]
     delta = torch.from_numpy(sy.delta.astype(np.float32))
     base = codec.net.g_s(y_hat)
     positions = y_hat.shape[2] * y_hat.shape[3]

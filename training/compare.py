@@ -6,6 +6,10 @@ per-photo BD-rate of the candidate against the reference is printed with its mea
 
     python training/compare.py resources/models/bitlens-hp-v5.pt resources/models/bitlens-hp-v4.pt \
         --photos ../shared/data/train-photos --last 4
+
+A model is a bundle file or a shipped model's id; only an id (or a variant bundle, over its base)
+brings the files kept next to the weights: the RDOQ channel weights (`.gains.json`) change the
+encoder's choices, so compare a shipped model by its id.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.color import rgb_to_ycbcr  # noqa: E402
 from codec.metrics import bd_rate, plane_psnrs, psnr  # noqa: E402
-from codec.model.zoo import read_bundle  # noqa: E402
+from codec.model.zoo import load_bundle, read_bundle  # noqa: E402
 
 
 def rd_points(codec: LearnedCodec, src, codes) -> tuple[list[float], list[float], list[list[float]]]:
@@ -41,8 +45,8 @@ def rd_points(codec: LearnedCodec, src, codes) -> tuple[list[float], list[float]
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("candidate")
-    ap.add_argument("reference")
+    ap.add_argument("candidate", help="bundle file or shipped model id")
+    ap.add_argument("reference", help="bundle file or shipped model id")
     ap.add_argument("--photos", default="../shared/data/train-photos")
     ap.add_argument("--last", type=int, default=4, help="use the last N photos (a context model's hold-out)")
     ap.add_argument("--codes", type=int, nargs="+", default=[16000, 22000, 28000, 34000, 40000])
@@ -51,7 +55,7 @@ def main() -> None:
                          "reference, the filter's gain)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    models = [LearnedCodec(read_bundle(p)) for p in (args.candidate, args.reference)]
+    models = [LearnedCodec(load_bundle(int(m)) if m.isdigit() else read_bundle(m)) for m in (args.candidate, args.reference)]
     models[0].loop_filter = args.loop_filter in ("both", "candidate")
     models[1].loop_filter = args.loop_filter == "both"
     results, chroma = [], []

@@ -46,7 +46,7 @@ def integer_parts(bundle: dict, crops: list) -> None:
             if q == 0 or codec.net.hyper_gain:   # older models: one z per image
                 zs.append(torch.from_numpy(hy.z.astype(np.float32))[None])
             sy = codec.symbols(an, int(q))   # hyperprior only: the anchors' symbols are final
-            ys.append(torch.from_numpy((sy.mu + sy.s * sy.delta).astype(np.float32))[None])
+            ys.append(torch.from_numpy(codec.y_hat(sy).astype(np.float32))[None])
             if codec.net.context is not None:
                 log2_ratio = codec._steps_and_rows(hy.log2_sigma, int(q), sy.kmap)[2]
                 s_anchor = np.where(anchor_cells(an.grid), sy.s, 0)

@@ -52,11 +52,12 @@ def weighted_mse(x_hat: torch.Tensor, x: torch.Tensor,
     return w[0] * mse_y + (w[1:] * mse_c).sum(1), mse_y
 
 
-def load_photos(folder: str, scales: list[float], device: torch.device) -> list[torch.Tensor]:
-    """Every photo (PNG, or JPEG for a compact copy) at every scale as a (3,H,W) uint8 tensor on
-    `device`, downscaled with Lanczos."""
+def load_photos(folders: str | list[str], scales: list[float], device: torch.device) -> list[torch.Tensor]:
+    """Every photo (PNG, or JPEG for a compact copy) of the folder or folders at every scale as a
+    (3,H,W) uint8 tensor on `device`, downscaled with Lanczos."""
     out = []
-    paths = sorted(glob.glob(os.path.join(folder, "*.png")) + glob.glob(os.path.join(folder, "*.jpg")))
+    paths = [p for folder in ([folders] if isinstance(folders, str) else folders)
+             for p in sorted(glob.glob(os.path.join(folder, "*.png")) + glob.glob(os.path.join(folder, "*.jpg")))]
     for path in paths:
         im = Image.open(path).convert("RGB")
         for s in scales:
@@ -123,7 +124,7 @@ def main() -> None:
     ap.add_argument("--ckpt", default="checkpoints/base/last.pt")
     ap.add_argument("--minutes", type=float, default=None, help="stop (and save) after this wall time")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--data", default=None, help="photo folder, overriding the config's")
+    ap.add_argument("--data", nargs="+", default=None, help="photo folders, overriding the config's")
     ap.add_argument("--parts-dir", default=None,
                     help="also save the model alone, split into files under 16 MB, here at every save")
     args = ap.parse_args()
