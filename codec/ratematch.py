@@ -126,7 +126,11 @@ def _bisection(codec, source, target, tol, closest, kmap, analyze) -> MatchResul
     if best is None and hi <= 1:
         # the target is below code 1's rate; lower rates may lie above code 0 (`rate_floor`)
         probes: dict[int, Encoded] = {}
-        floor, fb = rate_floor(codec, last, kmap, layout, lambda q: probes.setdefault(q, full_encode(q)).bpp)
+
+        def probe(q: int) -> float:
+            probes[q] = full_encode(q)
+            return probes[q].bpp
+        floor, fb = rate_floor(codec, last, kmap, layout, probe)
         if accepts(fb, target, tol, closest):
             best = probes[floor]
         elif fb < target:

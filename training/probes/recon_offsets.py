@@ -34,9 +34,9 @@ from codec.color import to_10bit  # noqa: E402
 from codec.engine import LearnedCodec, Symbols  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.metrics import psnr  # noqa: E402
+from training.channel_gains import PLANE_WEIGHTS  # noqa: E402
 
 BUCKETS = 4                                          # |s| = 1, 2, 3, 4 or more
-PLANE_WEIGHTS = torch.tensor([6.0, 1.0, 1.0]) / 8    # the training loss' Y'CbCr weighting
 
 
 def buckets(s: np.ndarray) -> np.ndarray:
@@ -101,7 +101,7 @@ def fitted(codec: LearnedCodec, paths: list[str], steps: int, gen: np.random.Gen
         for mu, s, delta, idx, x in (data[i] for i in gen.choice(len(data), 8, replace=False)):
             shift = torch.where(idx >= 0, theta.reshape(-1)[idx.clamp(min=0)], 0.0) * torch.sign(s)
             mse = ((codec.net.g_s((mu + (s + shift) * delta)[None])[0] - x) ** 2).mean(dim=(1, 2))
-            losses.append(torch.log(mse @ PLANE_WEIGHTS))
+            losses.append(torch.log(mse @ torch.from_numpy(PLANE_WEIGHTS).float()))
         opt.zero_grad()
         torch.stack(losses).mean().backward()
         opt.step()

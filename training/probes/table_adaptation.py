@@ -31,21 +31,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from codec.engine import LearnedCodec  # noqa: E402
 from codec.entropy import coder  # noqa: E402
 from codec.entropy.tables import PREC_BITS  # noqa: E402
-from codec.images import load_image  # noqa: E402
+from codec.images import SourceImage, load_image  # noqa: E402
 
 R = 40   # z values are clipped to [-R, R] for the histograms (none reach it)
 
 
 def crops(path: str) -> list:
     """The top-left and bottom-right 768x512 crops of a photo."""
-    out = []
-    for corner in (0, 1):
-        src = load_image(path)
-        h, w = src.rgb.shape[:2]
-        r, c = (max(0, h - 512), max(0, w - 768)) if corner else (0, 0)
-        src.rgb = src.rgb[r:r + 512, c:c + 768]
-        out.append(src)
-    return out
+    src = load_image(path)
+    h, w = src.rgb.shape[:2]
+    r, c = max(0, h - 512), max(0, w - 768)
+    return [SourceImage(src.rgb[:512, :768], src.grayscale), SourceImage(src.rgb[r:r + 512, c:c + 768], src.grayscale)]
 
 
 def shipped_probs(codec: LearnedCodec) -> np.ndarray:
