@@ -11,13 +11,14 @@ import copy
 import functools
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .color import to_10bit, to_8bit, ycbcr_to_rgb
 from .entropy import coder, offsetmap
-from .entropy.bitstream import Bitstream, BitstreamError, split_streams, varint
+from .entropy.bitstream import Bitstream, BitstreamError, join_streams, split_streams, varint
 from .entropy.rdoq import KAPPA, rdo_round
 from .entropy.tables import FreqTable, scale_rows
 from . import loopfilter
@@ -182,9 +183,13 @@ class LearnedCodec:
         # checkerboard context model (codec/model/context.py), integer form; None: hyperprior only
         self.context = (IntegerContextNet.from_dict(bundle["integer_context"])
                         if "integer_context" in bundle else None)
+        # channel slices of the anchors (codec/model/context.py `AnchorSlices`), integer form: one
+        # network per channel group after the first; empty: the anchors use the hyperprior alone
+        self.slices = [IntegerContextNet.from_dict(d) for d in bundle.get("integer_slices", [])]
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
-        for layer in (self.integer.layers() if self.integer else []) + (self.context.layers if self.context else []):
+        for layer in ((self.integer.layers() if self.integer else []) + (self.context.layers if self.context else [])
+                      + [layer for net in self.slices for layer in net.layers]):
             layer.prepare()
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
@@ -257,8 +262,9 @@ class LearnedCodec:
 
     def symbols(self, an: Analysis, q_code: int, kmap: np.ndarray | None = None) -> Symbols:
         """Quantized symbols, their table rows, steps and means for a quality code and offset map.
-        With a context model, the anchors are quantized first and the rest with the means and
-        scales the context model derives from them, as the decoder will."""
+        With a context model, the anchors are quantized first (channel group by group with slices)
+        and the rest with the means and scales the context model derives from them, as the decoder
+        will."""
         kmap = self._check_map(kmap, an.grid)
         key = (int(q_code), kmap.tobytes(), self.rdoq)
         if an.last_symbols is not None and an.last_symbols[0] == key:
@@ -274,9 +280,13 @@ class LearnedCodec:
         else:
             first = anchor_cells(an.grid)
             later = ~first
-            s = np.zeros(an.y.shape, dtype=np.int64)
-            s[:, first] = self._quantize((an.y[:, first] - mu[:, first]) / delta[:, first], rows[:, first], kappa)
-            mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows)
+
+            def quantize(ch: slice, mu_a: np.ndarray, rows_a: np.ndarray) -> np.ndarray:
+                return self._quantize((an.y[ch][:, first] - mu_a) / delta[ch][:, first], rows_a,
+                                      kappa[ch] if np.ndim(kappa) else kappa)
+
+            s, mu, rows, shift = self._code_anchors(quantize, mu, rows, log2_ratio, delta)
+            mu, rows = self._context_parameters(s + shift, mu, log2_ratio, delta, rows)
             s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later], kappa)
         an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
         return an.last_symbols[1]
@@ -299,7 +309,7 @@ class LearnedCodec:
             sy = self.symbols(an, q_code, kmap)
             parts = [coder.estimate_bytes(coder.coded_bits(s, r, self.y_table)) for s, r in self._y_parts(sy)]
             sizes[int(q_code)] = (offsetmap.encode_map(sy.kmap), len(self.hyper(an, q_code).z_data),
-                                  sum(parts) + (len(varint(parts[0])) if len(parts) > 1 else 0))
+                                  sum(parts) + sum(len(varint(n)) for n in parts[:-1]))
         map_data, z_bytes, y_bytes = sizes[int(q_code)]
         filter_bytes = None
         if an.loop_filter:
@@ -358,9 +368,8 @@ class LearnedCodec:
         return self._synthesize(self.y_hat(sy), an.source.height, an.source.width, backend, filters=filters)
 
     def _y_data(self, sy: Symbols) -> bytes:
-        """The coded y stream (two parts, the first with its length, with a context model)."""
-        parts = [coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)]
-        return parts[0] if len(parts) == 1 else varint(len(parts[0])) + parts[0] + parts[1]
+        """The coded y stream (with a context model in parts, each but the last after its length)."""
+        return join_streams([coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)])
 
     @torch.inference_mode()
     def _fit_filter(self, an: Analysis, sy: Symbols, index: int) -> tuple[list[np.ndarray], list[int]]:
@@ -422,12 +431,16 @@ class LearnedCodec:
             delta, rows, log2_ratio = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
             if self.context is None:
                 return Symbols(coder.decode(bs.y_data, rows, self.y_table), rows, delta, mu, kmap)
-            first, second = split_streams(bs.y_data)
+            groups = self._anchor_groups()
+            streams = split_streams(bs.y_data, len(groups) + 1)
             anchors = anchor_cells(kmap.shape)
-            s = np.zeros(rows.shape, dtype=np.int64)
-            s[:, anchors] = coder.decode(first, rows[:, anchors], self.y_table)
-            mu, rows = self._context_parameters(s, mu, log2_ratio, delta, rows, device)
-            s[:, ~anchors] = coder.decode(second, rows[:, ~anchors], self.y_table)
+
+            def decode(ch: slice, mu_a: np.ndarray, rows_a: np.ndarray) -> np.ndarray:
+                return coder.decode(streams[groups.index(ch)], rows_a, self.y_table)
+
+            s, mu, rows, shift = self._code_anchors(decode, mu, rows, log2_ratio, delta, device)
+            mu, rows = self._context_parameters(s + shift, mu, log2_ratio, delta, rows, device)
+            s[:, ~anchors] = coder.decode(streams[-1], rows[:, ~anchors], self.y_table)
             return Symbols(s, rows, delta, mu, kmap)
         except coder.CorruptStream as exc:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
@@ -479,25 +492,55 @@ class LearnedCodec:
         log2_ratio = log2_sigma - log2_delta / Q16
         return delta, scale_rows(self.thresholds, log2_ratio), log2_ratio
 
-    def _context_parameters(self, s: np.ndarray, mu: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray,
+    def _anchor_groups(self) -> list[slice]:
+        """The anchors' channel groups in coding order: all channels at once, or one per slice."""
+        n = len(self.slices) + 1
+        c = self.net.M // n
+        return [slice(g * c, (g + 1) * c) for g in range(n)]
+
+    def _code_anchors(self, code: Callable[[slice, np.ndarray, np.ndarray], np.ndarray], mu: np.ndarray,
+                      rows: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray,
+                      device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Symbols (zero off the anchors), means, table rows and the slices' mean shifts (in steps)
+        once the anchors are coded, channel group by group: each group after the first gets its
+        means and rows corrected by its slice network from the symbols of the groups before it,
+        then `code(channels, means, rows)` quantizes (encoder) or decodes (decoder) that group's
+        anchors."""
+        anchors = anchor_cells(mu.shape[1:])
+        s = np.zeros(mu.shape, dtype=np.int64)
+        shift = np.zeros(mu.shape)
+        mu, rows = mu.copy(), rows.copy()
+        for g, ch in enumerate(self._anchor_groups()):
+            if g:
+                d_mu, d_lr = self.slices[g - 1].shifts(np.where(anchors, s[:ch.start], 0), log2_ratio[ch],
+                                                       device, at_anchors=True)
+                shift[ch] = d_mu
+                mu[ch][:, anchors] += d_mu[:, anchors] * delta[ch][:, anchors]
+                rows[ch][:, anchors] = scale_rows(self.thresholds, log2_ratio[ch][:, anchors] + d_lr[:, anchors])
+            s[ch][:, anchors] = code(ch, mu[ch][:, anchors], rows[ch][:, anchors])
+        return s, mu, rows, shift
+
+    def _context_parameters(self, values: np.ndarray, mu: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray,
                             rows: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """Means and table rows of every element once the anchors' symbols are known: the anchors
-        keep the hyperprior's, the others get the integer context network's corrections."""
-        later = ~anchor_cells(s.shape[1:])
-        d_mu, d_lr = self.context.shifts(np.where(later, 0, s), log2_ratio, device)
+        """Means and table rows of every element once the anchors are known (`values`: in steps from
+        the hyperprior's mean, the symbols plus any slice's mean shift): the anchors keep theirs,
+        the others get the integer context network's corrections."""
+        later = ~anchor_cells(values.shape[1:])
+        d_mu, d_lr = self.context.shifts(np.where(later, 0, values), log2_ratio, device)
         mu, rows = mu.copy(), rows.copy()
         mu[:, later] += d_mu[:, later] * delta[:, later]
         rows[:, later] = scale_rows(self.thresholds, log2_ratio[:, later] + d_lr[:, later])
         return mu, rows
 
     def _y_parts(self, sy: Symbols) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(symbols, rows) of each y stream: one, or with a context model the anchors and then the
-        other half (written varint(len(first)) + first + second: the decoder needs the anchors
-        before it knows the other half's rows)."""
+        """(symbols, rows) of each y stream: one, or with a context model the anchors (one stream
+        per channel group) and then the other half: the decoder needs each group's symbols before
+        it knows the next one's rows."""
         if self.context is None:
             return [(sy.s, sy.rows)]
         anchors = anchor_cells(sy.kmap.shape)
-        return [(sy.s[:, anchors], sy.rows[:, anchors]), (sy.s[:, ~anchors], sy.rows[:, ~anchors])]
+        return ([(sy.s[ch][:, anchors], sy.rows[ch][:, anchors]) for ch in self._anchor_groups()]
+                + [(sy.s[:, ~anchors], sy.rows[:, ~anchors])])
 
     def _synthesize(self, y_hat: np.ndarray, height: int, width: int, backend: str = "integer",
                     device: str = "cpu", filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:

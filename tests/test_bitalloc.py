@@ -66,7 +66,8 @@ def test_cell_bits_sum_to_the_y_stream(codec, src):
     enc = codec.encode(an, QMAX // 2)
     from codec.entropy.bitstream import Bitstream
     y_bytes = len(Bitstream.unpack(enc.data).y_data)
-    assert abs(bits.sum() / 8 - y_bytes) <= 8
+    parts = len(codec._y_parts(codec.symbols(an, QMAX // 2)))   # five with channel slices
+    assert abs(bits.sum() / 8 - y_bytes) <= 6 * parts   # each part: the coder's last word, a length
 
 
 def test_automatic_maps_stay_in_range_and_keep_the_rate(codec, src):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.engine import anchor_cells, latent_grid
+from codec.engine import LearnedCodec, anchor_cells, decode_bitstream, latent_grid
 from codec.errors import BitlensError
 from codec.images import load_image, source_from_array
 from codec.metrics import psnr
@@ -45,7 +45,8 @@ def test_rdoq_takes_single_steps_toward_the_mean_that_save_bits(codec, small_rgb
     assert np.array_equal(sy.s[changed], rounded[changed] - np.sign(rounded[changed]))  # one step nearer 0
     with_rdoq = codec.estimate_bytes(an, q)
     monkeypatch.setattr(codec, "rdoq", False)
-    assert np.array_equal(codec.symbols(an, q).s[:, anchors], rounded[:, anchors])
+    first = codec._anchor_groups()[0]   # later groups' means (with slices) follow the symbols before them
+    assert np.array_equal(codec.symbols(an, q).s[first][:, anchors], rounded[first][:, anchors])
     assert with_rdoq < codec.estimate_bytes(an, q)
 
 
@@ -84,17 +85,54 @@ def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb)
     hy = codec.hyper(an, q)
     _, hyper_rows, log2_ratio = codec._steps_and_rows(hy.log2_sigma, q, sy.kmap)
     anchors = anchor_cells(an.grid)
-    # anchors: the hyperprior's means and scales; the other half: the context network's corrections
-    assert np.array_equal(sy.rows[:, anchors], hyper_rows[:, anchors])
-    assert np.array_equal(sy.mu[:, anchors], hy.mu[:, anchors])
+    # anchors (of the first channel group, with channel slices): the hyperprior's means and
+    # scales; the other half: the context network's corrections
+    first = codec._anchor_groups()[0]
+    assert np.array_equal(sy.rows[first][:, anchors], hyper_rows[first][:, anchors])
+    assert np.array_equal(sy.mu[first][:, anchors], hy.mu[first][:, anchors])
     assert (sy.rows[:, ~anchors] != hyper_rows[:, ~anchors]).mean() > 0.05
     assert (sy.mu[:, ~anchors] != hy.mu[:, ~anchors]).mean() > 0.05
-    # and those corrections come from the anchors' symbols: change them and the rows move
+    # and those corrections come from the anchors: change them and the rows move
     s = sy.s.copy()
     s[:, anchors] += 1
     _, moved = codec._context_parameters(s, hy.mu, log2_ratio, sy.delta, hyper_rows)
-    assert np.array_equal(moved[:, anchors], sy.rows[:, anchors])
+    assert np.array_equal(moved[:, anchors], hyper_rows[:, anchors])
     assert (moved[:, ~anchors] != sy.rows[:, ~anchors]).any()
+
+
+def test_channel_slices_code_each_anchor_group_knowing_the_groups_before(small_rgb):
+    """Model 11: the anchors' channels in four groups; the first coded with the hyperprior's means
+    and scales, each later one with its slice network's corrections, which follow the symbols of
+    the groups before it. Encoder and decoder agree, and the size estimate is exact."""
+    codec = LearnedCodec.load(11)
+    src = source_from_array(small_rgb)
+    an = codec.analyze(src)
+    q = QMAX // 2
+    kmap = np.zeros(an.grid, dtype=int)
+    kmap[:, : an.grid[1] // 2] = -3
+    sy, hy = codec.symbols(an, q, kmap), codec.hyper(an, q)
+    _, hyper_rows, log2_ratio = codec._steps_and_rows(hy.log2_sigma, q, kmap)
+    anchors = anchor_cells(an.grid)
+    groups = codec._anchor_groups()
+    assert len(groups) == 4
+    assert np.array_equal(sy.mu[groups[0]][:, anchors], hy.mu[groups[0]][:, anchors])
+    assert np.array_equal(sy.rows[groups[0]][:, anchors], hyper_rows[groups[0]][:, anchors])
+    for ch in groups[1:]:
+        assert (sy.mu[ch][:, anchors] != hy.mu[ch][:, anchors]).mean() > 0.5
+
+    def coded(plus_one: bool):
+        return lambda ch, mu, rows: sy.s[ch][:, anchors] + (plus_one and ch == groups[0])
+
+    same = codec._code_anchors(coded(False), hy.mu, hyper_rows, log2_ratio, sy.delta)
+    moved = codec._code_anchors(coded(True), hy.mu, hyper_rows, log2_ratio, sy.delta)
+    assert np.array_equal(same[2][:, anchors], sy.rows[:, anchors])
+    assert (moved[2][groups[1]][:, anchors] != sy.rows[groups[1]][:, anchors]).any()
+    # the anchors' means: the hyperprior's moved by the slices' shifts (in steps)
+    assert np.array_equal(sy.mu[:, anchors], (hy.mu + same[3] * sy.delta)[:, anchors])
+
+    enc = codec.encode(an, q, kmap)
+    assert len(enc.data) == codec.estimate_bytes(an, q, kmap)
+    assert np.array_equal(decode_bitstream(enc.data).ycbcr, codec.reconstruct(an, q, kmap))
 
 
 def test_size_estimate_equals_real_size_across_qualities_and_maps(codec, small_rgb):
@@ -167,7 +205,6 @@ def test_luma_step_variant_is_its_base_with_coarser_chroma_steps(small_rgb):
     conditioned on the trained steps; its bitstreams carry id 6 and decode."""
     import torch
 
-    from codec.engine import LearnedCodec, decode_bitstream
     from codec.model.quality import Q16
     from codec.model.zoo import load_bundle
     b5, b6 = load_bundle(5), load_bundle(6)

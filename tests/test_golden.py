@@ -1,11 +1,11 @@
-"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; model 10, 2026-11-27) must keep
+"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 and 11, 2026-11-27) must keep
 decoding to the same pixels: any change to the integer kernels, the entropy decoder or the loop filter that moves one
 pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams of model 10, each decoded with the model it names.
+then two streams of model 10 and two of model 11, each decoded with the model it names.
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
-model 10 with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
+models 10 and 11 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
 import subprocess
 import sys
@@ -37,6 +37,11 @@ STREAMS = {
                               "9f6fc4329129f56943588c52827d5c1124fcc0042135eefdb507525947e07634"),
     "v10-192x256-high.bln": (4, "ef922840bd558302ab5ba76b2bf1a49dfc11ba6bbf9679fa0270f977b46db419",
                              "0be34013926738b32f91b60dcf1d43740c696c4e512bb6f8864488f8cb083d7a"),
+    # model 11 (2026-11-27: channel slices of the anchors, five y parts), crops of the sample
+    "v11-odd-67x93-mid.bln": (4, "703ec8d207baa50e1911c2180b2b5ab58bda80badeb77b5c5c48258afe0960c5",
+                              "e5d61a5d0932fef0e358ae2cf67624894d05a310e0d4e9034b9da74deccfca56"),
+    "v11-192x256-high.bln": (4, "e5fd631c5020c270e6acf0b5e13f99345a381058c557ef6e82db8881c7d658f8",
+                             "f87708c1b8bccd3fc77d885a61d3b3c3e85d8b71c30327d1b853ab795c0b1970"),
 }
 
 

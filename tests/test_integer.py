@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from codec.devices import compare_backends, pixel_sha256
-from codec.engine import anchor_cells
+from codec.engine import LearnedCodec, anchor_cells
 from codec.images import source_from_array
 from codec.integer import fixedpoint
 from codec.integer.networks import run_layers
@@ -86,23 +86,40 @@ def test_int8_weight_splits_are_exact(both_extremes, transposed):
     assert torch.equal(layer.forward(x.clone()).to(torch.int64), layer.reference_forward(x.clone()))
 
 
+def half_grid_equals_whole_grid(net, s: np.ndarray, log2_ratio: np.ndarray, at_anchors: bool) -> None:
+    """A context network run on the half of the grid that needs it gives the int64 reference's
+    values there (computed on the whole grid) and zero elsewhere."""
+    cells = anchor_cells(s.shape[1:]) if at_anchors else ~anchor_cells(s.shape[1:])
+    d_mu, d_lr = net.shifts(s, log2_ratio, at_anchors=at_anchors)
+    x = net.inputs(s, log2_ratio)
+    for layer in net.layers:
+        x = layer.reference_forward(x)
+    whole = x[0].numpy()
+    m = whole.shape[0] // 2
+    assert np.array_equal(d_mu[:, cells], whole[:m, cells] * net.s_dmu)
+    assert np.array_equal(d_lr[:, cells], whole[m:, cells] * net.s_dlr)
+    assert not d_mu[:, ~cells].any() and np.abs(whole[:m, cells]).max() > 0
+
+
 @pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
 def test_context_network_on_the_non_anchors_alone_equals_the_whole_grid(codec, monkeypatch, int8_products):
     monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
     rng = np.random.default_rng(0)
     grid = (9, 12)
-    later = ~anchor_cells(grid)
-    s = rng.integers(-40, 41, (codec.net.M,) + grid) * ~later
-    log2_ratio = rng.normal(2, 3, (codec.net.M,) + grid)
-    d_mu, d_lr = codec.context.shifts(s, log2_ratio)
-    x = codec.context.inputs(s, log2_ratio)
-    for layer in codec.context.layers:
-        x = layer.reference_forward(x)
-    whole = x[0].numpy()
-    m = codec.net.M
-    assert np.array_equal(d_mu[:, later], whole[:m, later] * codec.context.s_dmu)
-    assert np.array_equal(d_lr[:, later], whole[m:, later] * codec.context.s_dlr)
-    assert not d_mu[:, ~later].any() and np.abs(whole[:m, later]).max() > 0
+    s = rng.integers(-40, 41, (codec.net.M,) + grid) * anchor_cells(grid)
+    half_grid_equals_whole_grid(codec.context, s, rng.normal(2, 3, (codec.net.M,) + grid), at_anchors=False)
+
+
+@pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
+def test_channel_slices_on_the_anchors_alone_equal_the_whole_grid(monkeypatch, int8_products):
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
+    codec = LearnedCodec.load(11)
+    rng = np.random.default_rng(1)
+    grid = (9, 12)
+    c = codec.net.M // (len(codec.slices) + 1)
+    for g, net in enumerate(codec.slices, start=1):
+        s = rng.integers(-40, 41, (g * c,) + grid) * anchor_cells(grid)
+        half_grid_equals_whole_grid(net, s, rng.normal(2, 3, (c,) + grid), at_anchors=True)
 
 
 def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):

@@ -7,9 +7,9 @@ per-photo BD-rate of the candidate against the reference is printed with its mea
     python training/compare.py resources/models/bitlens-hp-v5.pt resources/models/bitlens-hp-v4.pt \
         --photos ../shared/data/train-photos --last 4
 
-A model is a bundle file or a shipped model's id; only an id (or a variant bundle, over its base)
-brings the files kept next to the weights: the RDOQ channel weights (`.gains.json`) change the
-encoder's choices, so compare a shipped model by its id.
+A model is a bundle file or a shipped model's id; only an id brings the files kept next to the
+weights: the RDOQ channel weights (`.gains.json`) change the encoder's choices, so compare a
+shipped model by its id.
 """
 from __future__ import annotations
 

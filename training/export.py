@@ -20,7 +20,7 @@ from codec.integer.networks import build_integer_context, build_integer_nets  # 
 from codec.model.context import CheckerboardContext  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
 from codec.model.quality import QMAX  # noqa: E402
-from codec.model.zoo import make_bundle  # noqa: E402
+from codec.model.zoo import make_bundle, merge_variant, read_bundle, weights_path  # noqa: E402
 
 
 def calibration_crops(folder: str, n_images: int) -> list:
@@ -33,31 +33,67 @@ def calibration_crops(folder: str, n_images: int) -> list:
     return crops
 
 
+def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
+    """Inputs of the integer networks on training crops at five qualities, plainly rounded (the
+    shipped models' integer nets were calibrated so): z for h_s, y_hat for g_s, and, for models with
+    them, the context network's and each channel slice's. The anchors' symbols are the hyperprior's
+    (those of a model without slices): close enough for activation ranges."""
+    out = dict(z=[], y_hat=[], context=[], slices=[[] for _ in (codec.net.slices.nets if codec.net.slices else [])])
+    with codec.options(rdoq=False):
+        for src in crops:
+            an = codec.analyze(src)
+            for q in np.linspace(0, QMAX, 5).astype(int):
+                hy = codec.hyper(an, int(q))
+                if q == 0 or codec.net.hyper_gain:   # older models: one z per image
+                    out["z"].append(torch.from_numpy(hy.z.astype(np.float32))[None])
+                sy = codec.symbols(an, int(q))
+                out["y_hat"].append(torch.from_numpy(codec.y_hat(sy).astype(np.float32))[None])
+                if codec.net.context is None:
+                    continue
+                log2_ratio = torch.from_numpy(codec._steps_and_rows(hy.log2_sigma, int(q), sy.kmap)[2])[None].float()
+                s_anchor = torch.from_numpy(np.where(anchor_cells(an.grid), sy.s, 0))[None].float()
+                out["context"].append(CheckerboardContext.inputs(s_anchor, log2_ratio))
+                for g, inputs in enumerate(out["slices"], start=1):
+                    c = codec.net.slices.C
+                    inputs.append(CheckerboardContext.inputs(s_anchor[:, :g * c], log2_ratio[:, g * c:(g + 1) * c]))
+    return out
+
+
+def integer_slices(codec: LearnedCodec, inputs: dict[str, list]) -> list[dict]:
+    """The channel slices' integer networks, one per group after the first."""
+    return [build_integer_context(net, x).to_dict() for net, x in zip(codec.net.slices.nets, inputs["slices"])]
+
+
 def integer_parts(bundle: dict, crops: list) -> None:
     """Calibrate activation ranges on training crops; add the 16-bit integer h_s + g_s, an
-    8-bit-weight g_s and (for models with one) the integer context network to the bundle."""
+    8-bit-weight g_s and (for models with them) the integer context network and channel slices to
+    the bundle."""
     codec = LearnedCodec(bundle)
-    codec.rdoq = False   # the shipped models' integer nets were calibrated on plainly rounded y
-    zs, ys, contexts = [], [], []
-    for src in crops:
-        an = codec.analyze(src)
-        for q in np.linspace(0, QMAX, 5).astype(int):
-            hy = codec.hyper(an, int(q))
-            if q == 0 or codec.net.hyper_gain:   # older models: one z per image
-                zs.append(torch.from_numpy(hy.z.astype(np.float32))[None])
-            sy = codec.symbols(an, int(q))   # hyperprior only: the anchors' symbols are final
-            ys.append(torch.from_numpy(codec.y_hat(sy).astype(np.float32))[None])
-            if codec.net.context is not None:
-                log2_ratio = codec._steps_and_rows(hy.log2_sigma, int(q), sy.kmap)[2]
-                s_anchor = np.where(anchor_cells(an.grid), sy.s, 0)
-                contexts.append(CheckerboardContext.inputs(torch.from_numpy(s_anchor)[None].float(),
-                                                           torch.from_numpy(log2_ratio)[None].float()))
-    bundle["integer"] = build_integer_nets(codec.net, zs, ys, 16).to_dict()
-    if contexts:
-        bundle["integer_context"] = build_integer_context(codec.net.context, contexts).to_dict()
-    g8 = build_integer_nets(codec.net, zs, ys, 8).g_s
+    inputs = calibration_inputs(codec, crops)
+    bundle["integer"] = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 16).to_dict()
+    if inputs["context"]:
+        bundle["integer_context"] = build_integer_context(codec.net.context.net, inputs["context"]).to_dict()
+    if inputs["slices"]:
+        bundle["integer_slices"] = integer_slices(codec, inputs)
+    g8 = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 8).g_s
     bundle["g_s8"] = layers_to_dict(g8)
     bundle["g_s8_rounding"] = "gptq"   # every layer 8-bit (`codec.integer.rounding`)
+
+
+def slices_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
+    """A shipped model plus channel slices of its anchors (training/train_slices.py) as a variant
+    bundle: the base model's id, the new config, the slices' weights and integer networks; the rest
+    (weights, tables, integer networks) stays the base model's, read from its file at load."""
+    base_id = int(torch.load(state["config"]["init"], weights_only=True)["model_id"])
+    base = read_bundle(weights_path(base_id))
+    model = VariableRateHyperprior(**base["config"], slices=state["config"]["slices"])
+    model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
+    model.slices.load_state_dict(state["slices"])
+    added = {k: v.detach().half() for k, v in model.state_dict().items() if k.startswith("slices.")}
+    variant = dict(base_model_id=base_id, model_id=model_id, name=name, config=model.config, state_dict=added)
+    codec = LearnedCodec(merge_variant(variant))
+    variant["integer_slices"] = integer_slices(codec, calibration_inputs(codec, crops))
+    return variant
 
 
 def rate_prior(bundle: dict, crops: list, n_codes: int = 33) -> np.ndarray:
@@ -82,20 +118,24 @@ def main() -> None:
                     help="extrapolated quality levels below and above the trained ones")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
-    if "context" in state:   # training/train_context.py: a shipped model plus its context network
-        base = torch.load(state["config"]["init"], weights_only=True)
-        model = VariableRateHyperprior(**base["config"], context=dict(hidden=state["config"]["hidden"],
-                                                                      kernel=state["config"]["kernel"]))
-        model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
-        model.context.load_state_dict(state["context"])
-    else:
-        model = VariableRateHyperprior(**state["config"]["model"])
-        model.load_state_dict(state["model"])
-    bundle = make_bundle(model, args.id, args.name or os.path.splitext(os.path.basename(args.output))[0],
-                         tuple(args.extra_levels))
+    name = args.name or os.path.splitext(os.path.basename(args.output))[0]
     crops = calibration_crops(args.photos, 8)
-    integer_parts(bundle, crops)
-    bundle["rate_prior"] = torch.from_numpy(rate_prior(bundle, crops))
+    if "slices" in state:   # training/train_slices.py: a shipped model plus channel slices of its anchors
+        bundle = slices_variant(state, args.id, name, crops)
+        full = merge_variant(bundle)
+    else:
+        if "context" in state:   # training/train_context.py: a shipped model plus its context network
+            base = torch.load(state["config"]["init"], weights_only=True)
+            model = VariableRateHyperprior(**base["config"], context=dict(hidden=state["config"]["hidden"],
+                                                                          kernel=state["config"]["kernel"]))
+            model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
+            model.context.load_state_dict(state["context"])
+        else:
+            model = VariableRateHyperprior(**state["config"]["model"])
+            model.load_state_dict(state["model"])
+        bundle = full = make_bundle(model, args.id, name, tuple(args.extra_levels))
+        integer_parts(bundle, crops)
+    bundle["rate_prior"] = torch.from_numpy(rate_prior(full, crops))
     bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"],
                               extra_levels=list(args.extra_levels))
     os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)

@@ -15,6 +15,9 @@ import sys
 
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from codec.model.zoo import merge_variant  # noqa: E402
+
 PART_BYTES = 12_000_000
 
 
@@ -54,7 +57,7 @@ def load_model_state(path: str) -> dict[str, torch.Tensor]:
     if os.path.isdir(path):
         return load_parts(path)[0]
     state = torch.load(path, weights_only=False, map_location="cpu")
-    return state["model"] if "model" in state else state["state_dict"]
+    return state["model"] if "model" in state else merge_variant(state)["state_dict"]
 
 
 def main() -> None:

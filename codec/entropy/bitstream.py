@@ -112,15 +112,21 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
-def split_streams(data: bytes) -> tuple[bytes, bytes]:
-    """The two parts of a y stream written as varint(len(first)) + first + second (context models)."""
+def split_streams(data: bytes, parts: int = 2) -> list[bytes]:
+    """The parts of a y stream written as varint(len) + part for every part but the last, then the
+    last (context models: the anchors, channel group by group with slices, then the rest)."""
     r = _Reader(data)
     try:
-        first = r.block()
+        out = [r.block() for _ in range(parts - 1)]
     except BitstreamError:
         raise BitstreamError("corrupted bitstream: the y stream's inner length field is malformed "
                              "or longer than the stream") from None
-    return first, data[r.pos:]
+    return out + [data[r.pos:]]
+
+
+def join_streams(parts: list[bytes]) -> bytes:
+    """The inverse of `split_streams`."""
+    return b"".join(varint(len(p)) + p for p in parts[:-1]) + parts[-1]
 
 
 class _Reader:

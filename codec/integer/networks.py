@@ -159,15 +159,16 @@ class IntegerContextNet:
     s_dlr: float
 
     @torch.inference_mode()
-    def shifts(self, s_anchor: np.ndarray, log2_ratio: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    def shifts(self, s_anchor: np.ndarray, log2_ratio: np.ndarray, device: str = "cpu",
+               at_anchors: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Mean shift in steps and log2-scale shift (float64, exact dyadic) of every non-anchor
-        element (zero at the anchors) from the anchor symbols (zero elsewhere) and
-        log2(sigma / delta), both (M, h, w)."""
+        element (zero at the anchors; the reverse `at_anchors`, for channel slices) from anchor
+        symbols (zero elsewhere) and log2(sigma / delta), each (channels, h, w)."""
         x = self.inputs(s_anchor, log2_ratio).to(device)
-        # only the non-anchors ((row + column) odd) need an answer: two quarter grids through the
-        # first layer, and the 1x1 layers after it on those alone (half the work; anchors get 0)
+        # only half the cells need an answer: two quarter grids through the first layer, and the
+        # 1x1 layers after it on those alone (half the work; the other half gets 0)
         out = np.zeros((self.layers[-1].out_channels,) + s_anchor.shape[1:])
-        for r0, c0 in ((0, 1), (1, 0)):
+        for r0, c0 in ((0, 0), (1, 1)) if at_anchors else ((0, 1), (1, 0)):
             v = self.layers[0].forward_every_other(x, r0, c0)
             v = run_layers(self.layers[1:], v, self.layers[0])
             out[:, r0::2, c0::2] = v[0].cpu().numpy()
@@ -178,7 +179,7 @@ class IntegerContextNet:
     def inputs(s_anchor: np.ndarray, log2_ratio: np.ndarray) -> torch.Tensor:
         """The integer input (1, 2M, h, w): the float model's `CheckerboardContext.inputs` x 2^LR_BITS."""
         one = 1 << LR_BITS
-        s = np.clip(s_anchor, -SYMBOL_CLIP, SYMBOL_CLIP) * one
+        s = np.round(np.clip(s_anchor, -SYMBOL_CLIP, SYMBOL_CLIP) * one)
         lr = np.clip(np.round(log2_ratio * one), -IN_MAX, IN_MAX)
         return torch.from_numpy(np.concatenate([s, lr]).astype(np.int64))[None]
 
@@ -194,12 +195,14 @@ class IntegerContextNet:
         return cls(layers_from_dict(d), s_dmu, s_dlr)
 
 
-def build_integer_context(ctx, inputs: list[torch.Tensor], weight_bits: int = 16) -> IntegerContextNet:
-    """Quantize the context network from calibration inputs (`CheckerboardContext.inputs` tensors)."""
-    maxima = calibrate(ctx.net, inputs)
-    M = ctx.M
-    s_dmu = pow2_scale(float(maxima[-1][:M].max()))
-    s_dlr = pow2_scale(float(maxima[-1][M:].max()))
-    last = np.concatenate([np.full(M, s_dmu), np.full(M, s_dlr)])
-    layers, _ = quantize_sequence(ctx.net, maxima, 2.0 ** -LR_BITS, IN_MAX, last, weight_bits)
+def build_integer_context(seq: nn.Sequential, inputs: list[torch.Tensor], weight_bits: int = 16) -> IntegerContextNet:
+    """Quantize a context network (`CheckerboardContext.net`, or one of `AnchorSlices.nets`) from
+    calibration inputs (`CheckerboardContext.inputs` tensors). Its output: mean shifts, then
+    log2-scale shifts."""
+    maxima = calibrate(seq, inputs)
+    half = conv_layers(seq)[-1][0].out_channels // 2
+    s_dmu = pow2_scale(float(maxima[-1][:half].max()))
+    s_dlr = pow2_scale(float(maxima[-1][half:].max()))
+    last = np.concatenate([np.full(half, s_dmu), np.full(half, s_dlr)])
+    layers, _ = quantize_sequence(seq, maxima, 2.0 ** -LR_BITS, IN_MAX, last, weight_bits)
     return IntegerContextNet(layers, s_dmu, s_dlr)

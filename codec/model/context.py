@@ -12,6 +12,8 @@ or dyadic numbers, so its integer form (codec/integer/networks.py) is exact on e
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -42,13 +44,53 @@ class CheckerboardContext(nn.Module):
 
     @staticmethod
     def inputs(s_anchor: torch.Tensor, log2_ratio: torch.Tensor) -> torch.Tensor:
-        """The network's input (B, 2M, h, w) at scale 2^-LR_BITS: anchor symbols (zero elsewhere),
-        clipped, and log2(sigma / delta) rounded, as the integer network receives them."""
+        """The network's input (B, 2M, h, w) at scale 2^-LR_BITS: the anchors' values in steps from
+        the hyperprior's mean (their symbols, plus the mean shifts of channel slices; zero
+        elsewhere), clipped and rounded, and log2(sigma / delta) rounded, as the integer network
+        receives them."""
         one = 1 << LR_BITS
-        s = s_anchor.clamp(-SYMBOL_CLIP, SYMBOL_CLIP) * one
+        s = torch.round(s_anchor.clamp(-SYMBOL_CLIP, SYMBOL_CLIP) * one)
         lr = torch.round(log2_ratio * one).clamp(-(1 << 15) + 1, (1 << 15) - 1)
         return torch.cat([s, lr], dim=1) / one
 
     def forward(self, s_anchor: torch.Tensor, log2_ratio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(self.inputs(s_anchor, log2_ratio))
         return out[:, :self.M], out[:, self.M:]
+
+
+class AnchorSlices(nn.Module):
+    """Channel-conditional context of the anchors (Minnen & Singh 2020; He et al. 2022's ELIC puts
+    it beside the checkerboard): the anchors' channels are coded in `groups` equal groups, one
+    after another, and a network per group after the first corrects that group's means (in steps)
+    and log2 scales from the anchor symbols of the groups before it and its own
+    log2(sigma / delta). Same layer shapes and integer inputs as `CheckerboardContext`, so the same
+    integer form runs it; the last layers start at zero (no correction)."""
+
+    def __init__(self, M: int, groups: int = 4, hidden: int = 128, kernel: int = 3):
+        super().__init__()
+        if M % groups:
+            raise ValueError(f"{M} channels do not split into {groups} equal groups")
+        self.C = M // groups
+        self.nets = nn.ModuleList()
+        for g in range(1, groups):
+            net = nn.Sequential(nn.Conv2d(self.C * (g + 1), hidden, kernel, padding=kernel // 2), nn.ReLU(),
+                                nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2 * self.C, 1))
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+            self.nets.append(net)
+
+    def forward(self, r: torch.Tensor, log2_ratio: torch.Tensor, anchors: torch.Tensor,
+                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean shift (steps) and log2-scale shift of every anchor (zero elsewhere and in the first
+        group), group by group as the coder goes: each group's symbols `quantize(r - shift,
+        log2_ratio + scale shift)` (detached) are the next groups' context."""
+        a = anchors.to(r.dtype)
+        d_mu, d_lr, symbols = [torch.zeros_like(r[:, :self.C])], [torch.zeros_like(r[:, :self.C])], []
+        for g in range(len(self.nets) + 1):
+            ch = slice(g * self.C, (g + 1) * self.C)
+            if g:
+                out = self.nets[g - 1](CheckerboardContext.inputs(torch.cat(symbols, 1) * a, log2_ratio[:, ch]))
+                d_mu.append(out[:, :self.C] * a)
+                d_lr.append(out[:, self.C:] * a)
+            symbols.append(quantize(r[:, ch] - d_mu[g], log2_ratio[:, ch] + d_lr[g]).detach())
+        return torch.cat(d_mu, 1), torch.cat(d_lr, 1)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..entropy.rdoq import KAPPA
-from .context import CheckerboardContext, anchor_mask
+from .context import AnchorSlices, CheckerboardContext, anchor_mask
 from .layers import GDN, FactorizedPrior
 
 SCALE_MIN = 0.11  # smallest scale of the CDF table (in units of the quantization step)
@@ -34,13 +34,17 @@ class VariableRateHyperprior(nn.Module):
 
     def __init__(self, N: int = 128, M: int = 192, Nz: int = 128, levels: int = 6,
                  lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15),
-                 hyper_gain: bool = False, context: dict | None = None):
+                 hyper_gain: bool = False, context: dict | None = None, slices: dict | None = None):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, levels=levels, lambdas=list(lambdas))
         if hyper_gain:
             self.config["hyper_gain"] = True
         if context is not None:
             self.config["context"] = dict(context)
+        if slices is not None:
+            if context is None:
+                raise ValueError("channel slices of the anchors need the checkerboard context model")
+            self.config["slices"] = dict(slices)
         self.M, self.levels, self.hyper_gain = M, levels, hyper_gain
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
@@ -51,6 +55,8 @@ class VariableRateHyperprior(nn.Module):
         self.prior_z = FactorizedPrior(Nz)
         # checkerboard context model of the second half of y (None: hyperprior only)
         self.context = CheckerboardContext(M, **context) if context is not None else None
+        # channel-conditional context of the anchors (None: the anchors use the hyperprior alone)
+        self.slices = AnchorSlices(M, **slices) if slices is not None else None
         # learned log2 quantization steps, one vector per quality level (level 0 = coarsest)
         init = torch.linspace(1.5, -2.5, levels).unsqueeze(1).repeat(1, M)
         self.log2_steps = nn.Parameter(init)
@@ -107,16 +113,22 @@ class VariableRateHyperprior(nn.Module):
         delta = torch.exp2(log2_delta)
         r = (y - mu) / delta
         log2_ratio = log2_sigma - log2_delta
-        shift = 0.0   # mean shift in steps: the context model's, at the non-anchors
+        shift = 0.0   # mean shift in steps: the context models'
         if self.context is not None:
-            # as the encoder does: anchors quantized first (with RDOQ), then the non-anchors coded
-            # with the means and scales the context network derives from the anchors' symbols
+            # as the encoder does: anchors quantized first (with RDOQ; channel group by group with
+            # slices), then the non-anchors coded with the means and scales the context network
+            # derives from the anchors' symbols
             anchors = anchor_mask(*r.shape[-2:], device=r.device)
-            with torch.autocast(r.device.type, enabled=False):   # its outputs count bits: float32
-                d_mu, d_lr = self.context((rdoq_symbols(r, log2_ratio) * anchors).detach(), log2_ratio)
+            with torch.autocast(r.device.type, enabled=False):   # their outputs count bits: float32
+                a_lr = 0.0
+                if self.slices is not None:
+                    shift, a_lr = self.slices(r, log2_ratio, anchors, rdoq_symbols)
+                # the anchors from the hyperprior's mean, with its scales: what the context saw in training
+                anchor_values = ((rdoq_symbols(r - shift, log2_ratio + a_lr) + shift) * anchors).detach()
+                d_mu, d_lr = self.context(anchor_values, log2_ratio)
             later = (~anchors).to(r.dtype)
-            shift = d_mu * later
-            log2_ratio = log2_ratio + d_lr * later
+            shift = shift + d_mu * later
+            log2_ratio = log2_ratio + a_lr + d_lr * later
             r = r - shift
         r_noisy = r + torch.empty_like(r).uniform_(-0.5, 0.5)
         r_round = r + (torch.round(r) - r).detach()

@@ -22,8 +22,8 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 # bitstream model id -> weights file stem; older models stay so their bitstreams keep decoding
 MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3", 4: "bitlens-hp-v4",
                           5: "bitlens-hp-v5", 6: "bitlens-hp-v6", 7: "bitlens-hp-v7",
-                          8: "bitlens-hp-v8", 10: "bitlens-hp-v10"}   # v9: trained, not shipped
-DEFAULT_MODEL_ID = 10
+                          8: "bitlens-hp-v8", 10: "bitlens-hp-v10", 11: "bitlens-hp-v11"}   # v9: trained, not shipped
+DEFAULT_MODEL_ID = 11
 
 
 def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7) -> FreqTable:
@@ -83,14 +83,23 @@ def weights_path(model_id: int) -> Path:
 
 
 def read_bundle(path: str | Path) -> dict:
-    """A bundle file; a variant (a base model id and the entries that differ, as
-    training/luma_steps.py writes) comes back merged over its base (not the base's rate model,
-    which `load_bundle` attaches per model)."""
-    bundle = torch.load(path, weights_only=True, map_location="cpu")
-    if "base_model_id" in bundle:
-        base = load_bundle(int(bundle["base_model_id"]))
-        bundle = {**{k: v for k, v in base.items() if k != "rate_model"}, **bundle}
-    return bundle
+    """A bundle file, a variant merged over its base (`merge_variant`)."""
+    return merge_variant(torch.load(path, weights_only=True, map_location="cpu"))
+
+
+def merge_variant(bundle: dict) -> dict:
+    """A variant bundle (a base model id and the entries that differ, as training/luma_steps.py
+    and training/export.py for channel slices write; its weights, if any, those it adds or
+    changes) merged over its base, without the base's rate model and RDOQ weights (`load_bundle`
+    attaches those per model). Other bundles come back as they are."""
+    if "base_model_id" not in bundle:
+        return bundle
+    base = load_bundle(int(bundle["base_model_id"]))
+    merged = {k: v for k, v in base.items() if k not in ("rate_model", "rdoq_channel_weights")}
+    merged.update(bundle)
+    if "state_dict" in bundle:
+        merged["state_dict"] = {**base["state_dict"], **bundle["state_dict"]}
+    return merged
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,165 @@
+"""Train channel slices of the anchors (codec/model/context.py, `AnchorSlices`) on a frozen shipped
+model that has a checkerboard context model.
+
+The anchors, half of y and a little over half of its bits, are coded with the hyperprior alone in
+the shipped models. With slices their channels are coded in groups, each group's means and scales
+corrected from the groups before it. As in training/train_context.py, y does not depend on the
+quality, so the latents of every training photo (x scales x mirror image) are computed once and
+cached, and each step runs only h_a, h_s and the small networks on random latent crops at random
+qualities and step-offset maps. The loss is the rate of y (anchors with the slices, non-anchors with
+the model's frozen context network, which sees, as it was trained, the anchors' values from the
+hyperprior's mean, symbol plus mean shift, and the hyperprior's scales): rate-only training.
+The anchors' symbols enter each network quantized by the encoder's RDOQ, as they will be coded.
+
+    python training/train_slices.py --config training/configs/v11-slices-cpu.json \\
+        --ckpt checkpoints/v11s/last.pt --minutes 80
+
+Resumable: state is saved atomically to --ckpt; logs go to <ckpt dir>/log.csv. The last `holdout`
+photos of the first data folder are never trained on: the script reports the bits saved on them.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from codec.model.context import AnchorSlices, anchor_mask  # noqa: E402
+from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
+from training.train import load_photos, open_log, random_offset_maps  # noqa: E402
+from training.train_context import hyper_residuals, load_backbone, photo_latents, random_latents  # noqa: E402
+
+
+def rates(net, slices: AnchorSlices, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bits of z, of the anchors (with the slices) and of the non-anchors (with the frozen context
+    network); noise proxy for training, real rounding for evaluation."""
+    bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap)
+    anchors = anchor_mask(*y.shape[-2:], device=y.device)
+    a = anchors.to(r.dtype)
+    d_mu, d_lr = slices(r, log2_ratio, anchors, rdoq_symbols)
+    # the anchors from the hyperprior's mean, with its scales, as the context network was trained
+    anchor_values = (rdoq_symbols(r - d_mu, log2_ratio + d_lr) + d_mu).detach() * a
+    c_mu, c_lr = net.context(anchor_values, log2_ratio)
+    r, log2_ratio = r - d_mu - c_mu * (1 - a), log2_ratio + d_lr + c_lr * (1 - a)
+    v = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
+    bits = -torch.log2(gaussian_mass(v, torch.exp2(log2_ratio).clamp_min(SCALE_MIN)).clamp_min(1e-9))
+    return bits_z, (bits * a).sum(), (bits * (1 - a)).sum()
+
+
+@torch.no_grad()
+def evaluate(net, slices: AnchorSlices, latents, levels: int) -> np.ndarray:
+    """Bits of z, anchors and non-anchors over held-out latents at five qualities, flat map, real
+    rounding."""
+    total = np.zeros(3)
+    for y in latents:
+        y = y.float()[None]
+        h, w = (y.shape[-2] // 4) * 4, (y.shape[-1] // 4) * 4
+        for q in np.linspace(0.25, levels - 1.25, 5):
+            out = rates(net, slices, y[..., :h, :w], torch.tensor([q], dtype=torch.float32),
+                        torch.zeros(1, 1, h, w), noise=False)
+            total += [float(v) for v in out]
+    return total
+
+
+def cached_latents(net, cfg: dict, path: str) -> dict:
+    """{"train": [...], "holdout": [...]}: y of every photo (x scales x mirror), the last `holdout`
+    photos of the first folder apart; computed once."""
+    if not os.path.exists(path):
+        t0 = time.time()
+        folders = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+        per = 2 * len(cfg["scales"])
+        train, holdout = [], []
+        for i, folder in enumerate(folders):
+            lat = photo_latents(net, load_photos(folder, cfg["scales"], torch.device("cpu")))
+            n_keep = len(lat) - (per * cfg.get("holdout", 0) if i == 0 else 0)
+            train += lat[:n_keep]
+            holdout += lat[n_keep:]
+        torch.save(dict(train=train, holdout=holdout), path + ".tmp")
+        os.replace(path + ".tmp", path)
+        print(f"cached {len(train) + len(holdout)} latents in {time.time() - t0:.0f} s", flush=True)
+    return torch.load(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--ckpt", default="checkpoints/slices/last.pt")
+    ap.add_argument("--minutes", type=float, default=None)
+    args = ap.parse_args()
+    cfg = json.load(open(args.config))
+    torch.set_num_threads(cfg.get("threads", 2))
+    os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
+    net = load_backbone(cfg["init"])
+    if net.context is None:
+        raise SystemExit(f"{cfg['init']} has no checkerboard context model")
+    slices = AnchorSlices(net.M, **cfg["slices"])
+    opt = torch.optim.Adam(slices.parameters(), lr=cfg["lr"])
+    step, seconds = 0, 0.0
+    gen = torch.Generator().manual_seed(cfg.get("seed", 0))
+    if os.path.exists(args.ckpt):
+        state = torch.load(args.ckpt, weights_only=False)
+        slices.load_state_dict(state["slices"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = state["step"], state["seconds"]
+        gen.set_state(state["gen"])
+        print(f"resumed at step {step}", flush=True)
+    print(f"{sum(p.numel() for p in slices.parameters())} parameters", flush=True)
+
+    data = cached_latents(net, cfg, os.path.join(os.path.dirname(args.ckpt), "latents.pt"))
+    batch, size, levels = cfg["batch"], cfg["crop_cells"], net.levels
+    train = [y for y in data["train"] if min(y.shape[-2:]) >= size]
+    holdout = data["holdout"][::2 * len(cfg["scales"])]   # full size, not mirrored
+    log, writer = open_log(args.ckpt, ["step", "seconds", "lr", "bits_z", "bits_anchors", "bits_rest", "bpp"])
+
+    def save() -> None:
+        torch.save(dict(slices=slices.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
+                        gen=gen.get_state(), config=cfg), args.ckpt + ".tmp")
+        os.replace(args.ckpt + ".tmp", args.ckpt)
+
+    acc = np.zeros(4)   # bits of z, anchors, non-anchors; steps
+    t_start = time.time()
+    while step < cfg["steps"] and not (args.minutes and seconds >= args.minutes * 60):
+        elapsed = seconds + time.time() - t_start
+        decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
+        for g in opt.param_groups:
+            g["lr"] = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
+        y = random_latents(train, batch, size, gen)
+        q = torch.rand(batch, generator=gen) * (levels - 1)
+        kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
+        bits_z, bits_a, bits_n = rates(net, slices, y, q, kmap, noise=True)
+        loss = (bits_a + bits_n) / (batch * size * size * 256)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc += [float(bits_z), float(bits_a.detach()), float(bits_n.detach()), 1]
+        if step % cfg.get("log_every", 100) == 0:
+            el = seconds + time.time() - t_start
+            bpp = acc[:3].sum() / (acc[3] * batch * size * size * 256)
+            writer.writerow([step, f"{el:.0f}", opt.param_groups[0]["lr"], *(f"{v:.0f}" for v in acc[:3]), f"{bpp:.4f}"])
+            log.flush()
+            print(f"step {step} {el:.0f}s anchors {acc[1] / acc[:3].sum() * 100:.1f}% of the bits, bpp {bpp:.4f}", flush=True)
+            acc[:] = 0
+        if step % cfg.get("save_every", 500) == 0:
+            seconds += time.time() - t_start
+            t_start = time.time()
+            save()
+        if args.minutes and seconds + time.time() - t_start > args.minutes * 60:
+            break
+    seconds += time.time() - t_start
+    save()
+    if holdout:
+        base = evaluate(net, AnchorSlices(net.M, **cfg["slices"]), holdout, levels)   # zero nets: the model as shipped
+        new = evaluate(net, slices, holdout, levels)
+        print(f"held-out photos: all bits {(new.sum() / base.sum() - 1) * 100:+.2f}%, anchors "
+              f"{(new[1] / base[1] - 1) * 100:+.2f}%, non-anchors {(new[2] / base[2] - 1) * 100:+.2f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
