@@ -26,29 +26,13 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from codec.model.context import SYMBOL_CLIP, anchor_mask  # noqa: E402
+from codec.model.context import SYMBOL_CLIP, AnchorSlices, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
 from codec.model.zoo import weights_path  # noqa: E402
 from training.train import load_photos, random_offset_maps  # noqa: E402
 from training.train_context import hyper_residuals, load_backbone, photo_latents, random_latents  # noqa: E402
-
-
-class AnchorSlices(nn.Module):
-    """One correction network per anchor channel group after the first."""
-
-    def __init__(self, M: int, slices: int, hidden: int, kernel: int):
-        super().__init__()
-        self.C = M // slices
-        self.nets = nn.ModuleList()
-        for s in range(1, slices):
-            net = nn.Sequential(nn.Conv2d(self.C * (s + 1), hidden, kernel, padding=kernel // 2), nn.ReLU(),
-                                nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2 * self.C, 1))
-            nn.init.zeros_(net[-1].weight)
-            nn.init.zeros_(net[-1].bias)
-            self.nets.append(net)
 
 
 def on_256th(v: torch.Tensor) -> torch.Tensor:
