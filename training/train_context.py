@@ -14,7 +14,6 @@ Resumable: state is saved atomically to --ckpt; logs go to <ckpt dir>/log.csv. T
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -101,39 +100,61 @@ def evaluate(net, ctx, latents, levels: int) -> float:
     return total
 
 
-def main() -> None:
+def training_args(default_ckpt: str) -> tuple[argparse.Namespace, dict]:
+    """The command line of a trainer on a frozen backbone (--config, --ckpt, --minutes) and its
+    config; torch's threads set and the checkpoint's folder made."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
-    ap.add_argument("--ckpt", default="checkpoints/ctx/last.pt")
+    ap.add_argument("--ckpt", default=default_ckpt)
     ap.add_argument("--minutes", type=float, default=None)
     args = ap.parse_args()
     cfg = json.load(open(args.config))
     torch.set_num_threads(cfg.get("threads", 2))
     os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
+    return args, cfg
+
+
+def resume(path: str, key: str, module: torch.nn.Module, opt: torch.optim.Optimizer,
+           gen: torch.Generator) -> tuple[int, float]:
+    """(step, seconds) so far: the saved run's, with its module (`key` in the checkpoint),
+    optimizer and generator state loaded, or (0, 0.0) for a new run."""
+    if not os.path.exists(path):
+        return 0, 0.0
+    state = torch.load(path, weights_only=False)
+    module.load_state_dict(state[key])
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["gen"])
+    print(f"resumed at step {state['step']}", flush=True)
+    return state["step"], state["seconds"]
+
+
+def cached_latents(net: VariableRateHyperprior, cfg: dict, path: str) -> dict:
+    """{"train": [...], "holdout": [...]}: y of every photo of the config's folder or folders (x
+    scales x mirror image), the last `holdout` photos of the first folder apart; computed once."""
+    if not os.path.exists(path):
+        t0 = time.time()
+        folders = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+        scales = cfg.get("scales", [1.0])
+        train, holdout = [], []
+        for i, folder in enumerate(folders):
+            lat = photo_latents(net, load_photos(folder, scales, torch.device("cpu")))
+            n_keep = len(lat) - (2 * len(scales) * cfg.get("holdout", 0) if i == 0 else 0)
+            train += lat[:n_keep]
+            holdout += lat[n_keep:]
+        torch.save(dict(train=train, holdout=holdout), path + ".tmp")
+        os.replace(path + ".tmp", path)
+        print(f"cached {len(train) + len(holdout)} latents in {time.time() - t0:.0f} s", flush=True)
+    return torch.load(path)
+
+
+def main() -> None:
+    args, cfg = training_args("checkpoints/ctx/last.pt")
     net = load_backbone(cfg["init"])
     ctx = CheckerboardContext(net.M, cfg.get("hidden", 128), cfg.get("kernel", 3))
     opt = torch.optim.Adam(ctx.parameters(), lr=cfg["lr"])
-    step, seconds = 0, 0.0
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
-    if os.path.exists(args.ckpt):
-        state = torch.load(args.ckpt, weights_only=False)
-        ctx.load_state_dict(state["context"])
-        opt.load_state_dict(state["opt"])
-        step, seconds = state["step"], state["seconds"]
-        gen.set_state(state["gen"])
-        print(f"resumed at step {step}", flush=True)
-
-    cache = os.path.join(os.path.dirname(args.ckpt), "latents.pt")
-    paths = sorted(glob.glob(os.path.join(cfg["data"], "*.png")))
-    n_train = len(paths) - cfg.get("holdout", 0)
-    if not os.path.exists(cache):
-        t0 = time.time()
-        photos = load_photos(cfg["data"], cfg.get("scales", [1.0]), torch.device("cpu"))
-        per = len(cfg.get("scales", [1.0]))
-        lat = photo_latents(net, photos)
-        torch.save(dict(train=lat[:2 * per * n_train], holdout=lat[2 * per * n_train:]), cache)
-        print(f"cached {len(lat)} latents in {time.time() - t0:.0f} s", flush=True)
-    data = torch.load(cache)
+    step, seconds = resume(args.ckpt, "context", ctx, opt, gen)
+    data = cached_latents(net, cfg, os.path.join(os.path.dirname(args.ckpt), "latents.pt"))
     batch, size, levels = cfg["batch"], cfg["crop_cells"], net.levels
     train = [y for y in data["train"] if min(y.shape[-2:]) >= size]
     holdout = data["holdout"][::2 * len(cfg.get("scales", [1.0]))]   # full-size, unflipped

@@ -19,9 +19,6 @@ photos of the first data folder are never trained on: the script reports the bit
 """
 from __future__ import annotations
 
-import argparse
-import glob
-import json
 import os
 import sys
 import time
@@ -32,8 +29,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.model.context import AnchorSlices, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
-from training.train import load_photos, open_log, random_offset_maps  # noqa: E402
-from training.train_context import hyper_residuals, load_backbone, photo_latents, random_latents  # noqa: E402
+from training.train import open_log, random_offset_maps  # noqa: E402
+from training.train_context import (cached_latents, hyper_residuals, load_backbone, random_latents, resume,  # noqa: E402
+                                    training_args)
 
 
 def rates(net, slices: AnchorSlices, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,48 +65,15 @@ def evaluate(net, slices: AnchorSlices, latents, levels: int) -> np.ndarray:
     return total
 
 
-def cached_latents(net, cfg: dict, path: str) -> dict:
-    """{"train": [...], "holdout": [...]}: y of every photo (x scales x mirror), the last `holdout`
-    photos of the first folder apart; computed once."""
-    if not os.path.exists(path):
-        t0 = time.time()
-        folders = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
-        per = 2 * len(cfg["scales"])
-        train, holdout = [], []
-        for i, folder in enumerate(folders):
-            lat = photo_latents(net, load_photos(folder, cfg["scales"], torch.device("cpu")))
-            n_keep = len(lat) - (per * cfg.get("holdout", 0) if i == 0 else 0)
-            train += lat[:n_keep]
-            holdout += lat[n_keep:]
-        torch.save(dict(train=train, holdout=holdout), path + ".tmp")
-        os.replace(path + ".tmp", path)
-        print(f"cached {len(train) + len(holdout)} latents in {time.time() - t0:.0f} s", flush=True)
-    return torch.load(path)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--ckpt", default="checkpoints/slices/last.pt")
-    ap.add_argument("--minutes", type=float, default=None)
-    args = ap.parse_args()
-    cfg = json.load(open(args.config))
-    torch.set_num_threads(cfg.get("threads", 2))
-    os.makedirs(os.path.dirname(args.ckpt), exist_ok=True)
+    args, cfg = training_args("checkpoints/slices/last.pt")
     net = load_backbone(cfg["init"])
     if net.context is None:
         raise SystemExit(f"{cfg['init']} has no checkerboard context model")
     slices = AnchorSlices(net.M, **cfg["slices"])
     opt = torch.optim.Adam(slices.parameters(), lr=cfg["lr"])
-    step, seconds = 0, 0.0
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
-    if os.path.exists(args.ckpt):
-        state = torch.load(args.ckpt, weights_only=False)
-        slices.load_state_dict(state["slices"])
-        opt.load_state_dict(state["opt"])
-        step, seconds = state["step"], state["seconds"]
-        gen.set_state(state["gen"])
-        print(f"resumed at step {step}", flush=True)
+    step, seconds = resume(args.ckpt, "slices", slices, opt, gen)
     print(f"{sum(p.numel() for p in slices.parameters())} parameters", flush=True)
 
     data = cached_latents(net, cfg, os.path.join(os.path.dirname(args.ckpt), "latents.pt"))
