@@ -512,8 +512,7 @@ class LearnedCodec:
         mu, rows = mu.copy(), rows.copy()
         for g, ch in enumerate(self._anchor_groups()):
             if g:
-                d_mu, d_lr = self.slices[g - 1].shifts(np.where(anchors, s[:ch.start], 0), log2_ratio[ch],
-                                                       device, at_anchors=True)
+                d_mu, d_lr = self.slices[g - 1].shifts(s[:ch.start], log2_ratio[ch], device, at_anchors=True)
                 shift[ch] = d_mu
                 mu[ch][:, anchors] += d_mu[:, anchors] * delta[ch][:, anchors]
                 rows[ch][:, anchors] = scale_rows(self.thresholds, log2_ratio[ch][:, anchors] + d_lr[:, anchors])

@@ -20,7 +20,7 @@ from codec.integer.networks import build_integer_context, build_integer_nets  # 
 from codec.model.context import CheckerboardContext  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
 from codec.model.quality import QMAX  # noqa: E402
-from codec.model.zoo import make_bundle, merge_variant, read_bundle, weights_path  # noqa: E402
+from codec.model.zoo import make_bundle, merge_variant, read_bundle  # noqa: E402
 
 
 def calibration_crops(folder: str, n_images: int) -> list:
@@ -84,8 +84,8 @@ def slices_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
     """A shipped model plus channel slices of its anchors (training/train_slices.py) as a variant
     bundle: the base model's id, the new config, the slices' weights and integer networks; the rest
     (weights, tables, integer networks) stays the base model's, read from its file at load."""
-    base_id = int(torch.load(state["config"]["init"], weights_only=True)["model_id"])
-    base = read_bundle(weights_path(base_id))
+    base = read_bundle(state["config"]["init"])
+    base_id = int(base["model_id"])
     model = VariableRateHyperprior(**base["config"], slices=state["config"]["slices"])
     model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
     model.slices.load_state_dict(state["slices"])

@@ -40,9 +40,9 @@ def rates(net, slices: AnchorSlices, y, q, kmap, noise: bool) -> tuple[torch.Ten
     bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap)
     anchors = anchor_mask(*y.shape[-2:], device=y.device)
     a = anchors.to(r.dtype)
-    d_mu, d_lr = slices(r, log2_ratio, anchors, rdoq_symbols)
+    d_mu, d_lr, symbols = slices(r, log2_ratio, anchors, rdoq_symbols)
     # the anchors from the hyperprior's mean, with its scales, as the context network was trained
-    anchor_values = (rdoq_symbols(r - d_mu, log2_ratio + d_lr) + d_mu).detach() * a
+    anchor_values = (symbols + d_mu).detach() * a
     c_mu, c_lr = net.context(anchor_values, log2_ratio)
     r, log2_ratio = r - d_mu - c_mu * (1 - a), log2_ratio + d_lr + c_lr * (1 - a)
     v = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)

@@ -80,10 +80,12 @@ class AnchorSlices(nn.Module):
             self.nets.append(net)
 
     def forward(self, r: torch.Tensor, log2_ratio: torch.Tensor, anchors: torch.Tensor,
-                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean shift (steps) and log2-scale shift of every anchor (zero elsewhere and in the first
-        group), group by group as the coder goes: each group's symbols `quantize(r - shift,
-        log2_ratio + scale shift)` (detached) are the next groups' context."""
+        group), and the symbols, group by group as the coder goes: each group's symbols
+        `quantize(r - shift, log2_ratio + scale shift)` (detached; meaningful at the anchors) are
+        the next groups' context."""
         a = anchors.to(r.dtype)
         d_mu, d_lr, symbols = [torch.zeros_like(r[:, :self.C])], [torch.zeros_like(r[:, :self.C])], []
         for g in range(len(self.nets) + 1):
@@ -93,4 +95,4 @@ class AnchorSlices(nn.Module):
                 d_mu.append(out[:, :self.C] * a)
                 d_lr.append(out[:, self.C:] * a)
             symbols.append(quantize(r[:, ch] - d_mu[g], log2_ratio[:, ch] + d_lr[g]).detach())
-        return torch.cat(d_mu, 1), torch.cat(d_lr, 1)
+        return torch.cat(d_mu, 1), torch.cat(d_lr, 1), torch.cat(symbols, 1)

@@ -120,11 +120,12 @@ class VariableRateHyperprior(nn.Module):
             # derives from the anchors' symbols
             anchors = anchor_mask(*r.shape[-2:], device=r.device)
             with torch.autocast(r.device.type, enabled=False):   # their outputs count bits: float32
-                a_lr = 0.0
                 if self.slices is not None:
-                    shift, a_lr = self.slices(r, log2_ratio, anchors, rdoq_symbols)
+                    shift, a_lr, symbols = self.slices(r, log2_ratio, anchors, rdoq_symbols)
+                else:
+                    a_lr, symbols = 0.0, rdoq_symbols(r, log2_ratio)
                 # the anchors from the hyperprior's mean, with its scales: what the context saw in training
-                anchor_values = ((rdoq_symbols(r - shift, log2_ratio + a_lr) + shift) * anchors).detach()
+                anchor_values = ((symbols + shift) * anchors).detach()
                 d_mu, d_lr = self.context(anchor_values, log2_ratio)
             later = (~anchors).to(r.dtype)
             shift = shift + d_mu * later
