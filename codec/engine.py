@@ -102,6 +102,7 @@ class Symbols:
     mu: np.ndarray       # (M, h, w) mean (the context model's, on its second half)
     kmap: np.ndarray     # (h, w) step offsets
     filters: dict = field(default_factory=dict)   # loop-filter (coefficients, clips) per plane, per layout fitted
+    log2_ratio: np.ndarray | None = None   # (M, h, w) log2(sigma / delta) coded with (context models' corrections in)
 
 
 @dataclass
@@ -183,13 +184,16 @@ class LearnedCodec:
         # checkerboard context model (codec/model/context.py), integer form; None: hyperprior only
         self.context = (IntegerContextNet.from_dict(bundle["integer_context"])
                         if "integer_context" in bundle else None)
-        # channel slices of the anchors (codec/model/context.py `AnchorSlices`), integer form: one
+        # channel slices of the anchors (codec/model/context.py `ChannelSlices`), integer form: one
         # network per channel group after the first; empty: the anchors use the hyperprior alone
         self.slices = [IntegerContextNet.from_dict(d) for d in bundle.get("integer_slices", [])]
+        # channel slices of the non-anchors after the checkerboard's correction, integer form; empty:
+        # the non-anchors are coded in one group
+        self.rest_slices = [IntegerContextNet.from_dict(d) for d in bundle.get("integer_rest_slices", [])]
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
         for layer in ((self.integer.layers() if self.integer else []) + (self.context.layers if self.context else [])
-                      + [layer for net in self.slices for layer in net.layers]):
+                      + [layer for net in self.slices + self.rest_slices for layer in net.layers]):
             layer.prepare()
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
@@ -278,17 +282,12 @@ class LearnedCodec:
         if self.context is None:
             s = self._quantize((an.y - mu) / delta, rows, kappa)
         else:
-            first = anchor_cells(an.grid)
-            later = ~first
-
-            def quantize(ch: slice, mu_a: np.ndarray, rows_a: np.ndarray) -> np.ndarray:
-                return self._quantize((an.y[ch][:, first] - mu_a) / delta[ch][:, first], rows_a,
+            def quantize(cells: np.ndarray, ch: slice, mu_c: np.ndarray, rows_c: np.ndarray) -> np.ndarray:
+                return self._quantize((an.y[ch][:, cells] - mu_c) / delta[ch][:, cells], rows_c,
                                       kappa[ch] if np.ndim(kappa) else kappa)
 
-            s, mu, rows, shift = self._code_anchors(quantize, mu, rows, log2_ratio, delta)
-            mu, rows = self._context_parameters(s + shift, mu, log2_ratio, delta, rows)
-            s[:, later] = self._quantize((an.y[:, later] - mu[:, later]) / delta[:, later], rows[:, later], kappa)
-        an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap))
+            s, mu, rows, log2_ratio = self._code_y(quantize, mu, rows, log2_ratio, delta)
+        an.last_symbols = (key, Symbols(s, rows, delta, mu, kmap, log2_ratio=log2_ratio))
         return an.last_symbols[1]
 
     def _quantize(self, v: np.ndarray, rows: np.ndarray, kappa: float | np.ndarray) -> np.ndarray:
@@ -431,17 +430,13 @@ class LearnedCodec:
             delta, rows, log2_ratio = self._steps_and_rows(log2_sigma, bs.q_code, kmap)
             if self.context is None:
                 return Symbols(coder.decode(bs.y_data, rows, self.y_table), rows, delta, mu, kmap)
-            groups = self._anchor_groups()
-            streams = split_streams(bs.y_data, len(groups) + 1)
-            anchors = anchor_cells(kmap.shape)
+            streams = iter(split_streams(bs.y_data, len(self._y_groups())))
 
-            def decode(ch: slice, mu_a: np.ndarray, rows_a: np.ndarray) -> np.ndarray:
-                return coder.decode(streams[groups.index(ch)], rows_a, self.y_table)
+            def decode(cells: np.ndarray, ch: slice, mu_c: np.ndarray, rows_c: np.ndarray) -> np.ndarray:
+                return coder.decode(next(streams), rows_c, self.y_table)
 
-            s, mu, rows, shift = self._code_anchors(decode, mu, rows, log2_ratio, delta, device)
-            mu, rows = self._context_parameters(s + shift, mu, log2_ratio, delta, rows, device)
-            s[:, ~anchors] = coder.decode(streams[-1], rows[:, ~anchors], self.y_table)
-            return Symbols(s, rows, delta, mu, kmap)
+            s, mu, rows, log2_ratio = self._code_y(decode, mu, rows, log2_ratio, delta, device)
+            return Symbols(s, rows, delta, mu, kmap, log2_ratio=log2_ratio)
         except coder.CorruptStream as exc:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
 
@@ -492,44 +487,56 @@ class LearnedCodec:
         log2_ratio = log2_sigma - log2_delta / Q16
         return delta, scale_rows(self.thresholds, log2_ratio), log2_ratio
 
-    def _anchor_groups(self) -> list[slice]:
-        """The anchors' channel groups in coding order: all channels at once, or one per slice."""
-        n = len(self.slices) + 1
+    def _groups(self, nets: list[IntegerContextNet]) -> list[slice]:
+        """Channel groups in coding order of one half of the checkerboard with these slice networks:
+        all channels at once, or one group per network and one before them."""
+        n = len(nets) + 1
         c = self.net.M // n
         return [slice(g * c, (g + 1) * c) for g in range(n)]
 
-    def _code_anchors(self, code: Callable[[slice, np.ndarray, np.ndarray], np.ndarray], mu: np.ndarray,
-                      rows: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray,
-                      device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Symbols (zero off the anchors), means, table rows and the slices' mean shifts (in steps)
-        once the anchors are coded, channel group by group: each group after the first gets its
-        means and rows corrected by its slice network from the symbols of the groups before it,
-        then `code(channels, means, rows)` quantizes (encoder) or decodes (decoder) that group's
-        anchors."""
-        anchors = anchor_cells(mu.shape[1:])
-        s = np.zeros(mu.shape, dtype=np.int64)
-        shift = np.zeros(mu.shape)
-        mu, rows = mu.copy(), rows.copy()
-        for g, ch in enumerate(self._anchor_groups()):
-            if g:
-                d_mu, d_lr = self.slices[g - 1].shifts(s[:ch.start], log2_ratio[ch], device, at_anchors=True)
-                shift[ch] = d_mu
-                mu[ch][:, anchors] += d_mu[:, anchors] * delta[ch][:, anchors]
-                rows[ch][:, anchors] = scale_rows(self.thresholds, log2_ratio[ch][:, anchors] + d_lr[:, anchors])
-            s[ch][:, anchors] = code(ch, mu[ch][:, anchors], rows[ch][:, anchors])
-        return s, mu, rows, shift
+    def _y_groups(self) -> list[tuple[bool, slice]]:
+        """(anchors?, channels) of each part of y a context model codes, in order: one y stream each."""
+        return ([(True, ch) for ch in self._groups(self.slices)]
+                + [(False, ch) for ch in self._groups(self.rest_slices)])
 
-    def _context_parameters(self, values: np.ndarray, mu: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray,
-                            rows: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """Means and table rows of every element once the anchors are known (`values`: in steps from
-        the hyperprior's mean, the symbols plus any slice's mean shift): the anchors keep theirs,
-        the others get the integer context network's corrections."""
-        later = ~anchor_cells(values.shape[1:])
-        d_mu, d_lr = self.context.shifts(np.where(later, 0, values), log2_ratio, device)
-        mu, rows = mu.copy(), rows.copy()
+    def _code_y(self, code: Callable[[np.ndarray, slice, np.ndarray, np.ndarray], np.ndarray], mu: np.ndarray,
+                rows: np.ndarray, log2_ratio: np.ndarray, delta: np.ndarray, device: str = "cpu"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Symbols, means, table rows and log2(sigma / delta) of y once a context model has coded it:
+        the anchors channel group by group (`_code_groups` with the anchors' slices), then the
+        non-anchors with the means and scales the checkerboard network derives from the anchors'
+        values in steps from the hyperprior's mean (symbols plus the slices' mean shifts), group by
+        group again if the model has slices for them. `code(cells, channels, means, rows)`
+        quantizes (encoder) or decodes (decoder) one group on one half."""
+        anchors = anchor_cells(mu.shape[1:])
+        later = ~anchors
+        s = np.zeros(mu.shape, dtype=np.int64)
+        mu, rows, lr = mu.copy(), rows.copy(), log2_ratio.copy()
+        shift = self._code_groups(True, self.slices, code, s, mu, rows, lr, delta, device)
+        d_mu, d_lr = self.context.shifts(np.where(later, 0, s + shift), log2_ratio, device)
         mu[:, later] += d_mu[:, later] * delta[:, later]
-        rows[:, later] = scale_rows(self.thresholds, log2_ratio[:, later] + d_lr[:, later])
-        return mu, rows
+        lr[:, later] += d_lr[:, later]
+        rows[:, later] = scale_rows(self.thresholds, lr[:, later])
+        self._code_groups(False, self.rest_slices, code, s, mu, rows, lr, delta, device)
+        return s, mu, rows, lr
+
+    def _code_groups(self, at_anchors: bool, nets: list[IntegerContextNet], code, s: np.ndarray, mu: np.ndarray,
+                     rows: np.ndarray, lr: np.ndarray, delta: np.ndarray, device: str) -> np.ndarray:
+        """Code one half of the checkerboard (the anchors, or the rest) channel group by group, in
+        place in `s`, `mu`, `rows` and `lr`: each group after the first gets its means and scales
+        corrected by its slice network from the symbols of the groups before it (all of them coded
+        so far, on both halves) and its own log2(sigma / delta). Returns the mean shifts (steps)."""
+        cells = anchor_cells(mu.shape[1:]) if at_anchors else ~anchor_cells(mu.shape[1:])
+        shift = np.zeros(mu.shape)
+        for g, ch in enumerate(self._groups(nets)):
+            if g:
+                d_mu, d_lr = nets[g - 1].shifts(s[:ch.start], lr[ch], device, at_anchors=at_anchors)
+                shift[ch] = d_mu
+                mu[ch][:, cells] += d_mu[:, cells] * delta[ch][:, cells]
+                lr[ch][:, cells] += d_lr[:, cells]
+                rows[ch][:, cells] = scale_rows(self.thresholds, lr[ch][:, cells])
+            s[ch][:, cells] = code(cells, ch, mu[ch][:, cells], rows[ch][:, cells])
+        return shift
 
     def _y_parts(self, sy: Symbols) -> list[tuple[np.ndarray, np.ndarray]]:
         """(symbols, rows) of each y stream: one, or with a context model the anchors (one stream
@@ -538,8 +545,8 @@ class LearnedCodec:
         if self.context is None:
             return [(sy.s, sy.rows)]
         anchors = anchor_cells(sy.kmap.shape)
-        return ([(sy.s[ch][:, anchors], sy.rows[ch][:, anchors]) for ch in self._anchor_groups()]
-                + [(sy.s[:, ~anchors], sy.rows[:, ~anchors])])
+        return [(sy.s[ch][:, cells], sy.rows[ch][:, cells])
+                for cells, ch in ((anchors if a else ~anchors, ch) for a, ch in self._y_groups())]
 
     def _synthesize(self, y_hat: np.ndarray, height: int, width: int, backend: str = "integer",
                     device: str = "cpu", filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:

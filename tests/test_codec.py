@@ -45,7 +45,7 @@ def test_rdoq_takes_single_steps_toward_the_mean_that_save_bits(codec, small_rgb
     assert np.array_equal(sy.s[changed], rounded[changed] - np.sign(rounded[changed]))  # one step nearer 0
     with_rdoq = codec.estimate_bytes(an, q)
     monkeypatch.setattr(codec, "rdoq", False)
-    first = codec._anchor_groups()[0]   # later groups' means (with slices) follow the symbols before them
+    first = codec._groups(codec.slices)[0]   # later groups' means (with slices) follow the symbols before them
     assert np.array_equal(codec.symbols(an, q).s[first][:, anchors], rounded[first][:, anchors])
     assert with_rdoq < codec.estimate_bytes(an, q)
 
@@ -87,17 +87,22 @@ def test_context_model_codes_the_second_half_knowing_the_first(codec, small_rgb)
     anchors = anchor_cells(an.grid)
     # anchors (of the first channel group, with channel slices): the hyperprior's means and
     # scales; the other half: the context network's corrections
-    first = codec._anchor_groups()[0]
+    first = codec._groups(codec.slices)[0]
     assert np.array_equal(sy.rows[first][:, anchors], hyper_rows[first][:, anchors])
     assert np.array_equal(sy.mu[first][:, anchors], hy.mu[first][:, anchors])
     assert (sy.rows[:, ~anchors] != hyper_rows[:, ~anchors]).mean() > 0.05
     assert (sy.mu[:, ~anchors] != hy.mu[:, ~anchors]).mean() > 0.05
     # and those corrections come from the anchors: change them and the rows move
-    s = sy.s.copy()
-    s[:, anchors] += 1
-    _, moved = codec._context_parameters(s, hy.mu, log2_ratio, sy.delta, hyper_rows)
-    assert np.array_equal(moved[:, anchors], hyper_rows[:, anchors])
-    assert (moved[:, ~anchors] != sy.rows[:, ~anchors]).any()
+    same = codec._code_y(given(sy, lambda cells, ch: 0), hy.mu, hyper_rows, log2_ratio, sy.delta)
+    moved = codec._code_y(given(sy, lambda cells, ch: int(cells[0, 0])), hy.mu, hyper_rows, log2_ratio, sy.delta)
+    assert np.array_equal(same[2], sy.rows) and np.array_equal(same[0], sy.s)
+    assert np.array_equal(moved[2][first][:, anchors], hyper_rows[first][:, anchors])
+    assert (moved[2][:, ~anchors] != sy.rows[:, ~anchors]).any()
+
+
+def given(sy, plus):
+    """A `code` function for `_code_y` that returns the symbols of `sy` plus `plus(cells, channels)`."""
+    return lambda cells, ch, mu, rows: sy.s[ch][:, cells] + plus(cells, ch)
 
 
 def test_channel_slices_code_each_anchor_group_knowing_the_groups_before(small_rgb):
@@ -113,26 +118,57 @@ def test_channel_slices_code_each_anchor_group_knowing_the_groups_before(small_r
     sy, hy = codec.symbols(an, q, kmap), codec.hyper(an, q)
     _, hyper_rows, log2_ratio = codec._steps_and_rows(hy.log2_sigma, q, kmap)
     anchors = anchor_cells(an.grid)
-    groups = codec._anchor_groups()
+    groups = codec._groups(codec.slices)
     assert len(groups) == 4
     assert np.array_equal(sy.mu[groups[0]][:, anchors], hy.mu[groups[0]][:, anchors])
     assert np.array_equal(sy.rows[groups[0]][:, anchors], hyper_rows[groups[0]][:, anchors])
     for ch in groups[1:]:
         assert (sy.mu[ch][:, anchors] != hy.mu[ch][:, anchors]).mean() > 0.5
 
-    def coded(plus_one: bool):
-        return lambda ch, mu, rows: sy.s[ch][:, anchors] + (plus_one and ch == groups[0])
-
-    same = codec._code_anchors(coded(False), hy.mu, hyper_rows, log2_ratio, sy.delta)
-    moved = codec._code_anchors(coded(True), hy.mu, hyper_rows, log2_ratio, sy.delta)
-    assert np.array_equal(same[2][:, anchors], sy.rows[:, anchors])
+    same = codec._code_y(given(sy, lambda cells, ch: 0), hy.mu, hyper_rows, log2_ratio, sy.delta)
+    moved = codec._code_y(given(sy, lambda cells, ch: int(cells[0, 0] and ch == groups[0])),
+                          hy.mu, hyper_rows, log2_ratio, sy.delta)
+    assert np.array_equal(same[2], sy.rows) and np.array_equal(same[3], sy.log2_ratio)
     assert (moved[2][groups[1]][:, anchors] != sy.rows[groups[1]][:, anchors]).any()
-    # the anchors' means: the hyperprior's moved by the slices' shifts (in steps)
-    assert np.array_equal(sy.mu[:, anchors], (hy.mu + same[3] * sy.delta)[:, anchors])
 
     enc = codec.encode(an, q, kmap)
     assert len(enc.data) == codec.estimate_bytes(an, q, kmap)
     assert np.array_equal(decode_bitstream(enc.data).ycbcr, codec.reconstruct(an, q, kmap))
+
+
+def test_non_anchor_slices_code_each_group_knowing_the_groups_before(small_rgb):
+    """Model 12: after the checkerboard network's correction, the non-anchors' channels are coded
+    in four groups too. The anchors and the first non-anchor group are coded as model 11 codes them;
+    each later group's means and scales are corrected again from the symbols before it. Encoder and
+    decoder agree, and the size estimate is exact."""
+    v11, v12 = LearnedCodec.load(11), LearnedCodec.load(12)
+    src = source_from_array(small_rgb)
+    q = QMAX // 2
+    an11, an = v11.analyze(src, loop_filter=False), v12.analyze(src, loop_filter=False)   # one RDOQ constant
+    kmap = np.zeros(an.grid, dtype=int)
+    kmap[:, : an.grid[1] // 2] = -3
+    sy11, sy = v11.symbols(an11, q, kmap), v12.symbols(an, q, kmap)
+    anchors = anchor_cells(an.grid)
+    later = ~anchors
+    groups = v12._groups(v12.rest_slices)
+    assert len(groups) == 4
+    assert np.array_equal(sy.s[:, anchors], sy11.s[:, anchors])
+    first = groups[0]
+    for a, b in ((sy.s, sy11.s), (sy.mu, sy11.mu), (sy.rows, sy11.rows)):
+        assert np.array_equal(a[first][:, later], b[first][:, later])
+    for ch in groups[1:]:
+        assert (sy.mu[ch][:, later] != sy11.mu[ch][:, later]).mean() > 0.5
+
+    hy = v12.hyper(an, q)
+    _, hyper_rows, log2_ratio = v12._steps_and_rows(hy.log2_sigma, q, kmap)
+    moved = v12._code_y(given(sy, lambda cells, ch: int(not cells[0, 0] and ch == first)),
+                        hy.mu, hyper_rows, log2_ratio, sy.delta)
+    assert np.array_equal(moved[2][:, anchors], sy.rows[:, anchors])
+    assert (moved[2][groups[1]][:, later] != sy.rows[groups[1]][:, later]).any()
+
+    enc = v12.encode(an, q, kmap)
+    assert len(enc.data) == v12.estimate_bytes(an, q, kmap)
+    assert np.array_equal(decode_bitstream(enc.data).ycbcr, v12.reconstruct(an, q, kmap))
 
 
 def test_size_estimate_equals_real_size_across_qualities_and_maps(codec, small_rgb):

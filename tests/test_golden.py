@@ -1,11 +1,11 @@
-"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 and 11, 2026-11-27) must keep
+"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10, 11 and 12, 2026-11-27) must keep
 decoding to the same pixels: any change to the integer kernels, the entropy decoder or the loop filter that moves one
 pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams of model 10 and two of model 11, each decoded with the model it names.
+then two streams each of models 10, 11 and 12, each decoded with the model it names.
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
-models 10 and 11 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
+models 10, 11 and 12 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
 import subprocess
 import sys
@@ -42,6 +42,11 @@ STREAMS = {
                               "e5d61a5d0932fef0e358ae2cf67624894d05a310e0d4e9034b9da74deccfca56"),
     "v11-192x256-high.bln": (4, "e5fd631c5020c270e6acf0b5e13f99345a381058c557ef6e82db8881c7d658f8",
                              "f87708c1b8bccd3fc77d885a61d3b3c3e85d8b71c30327d1b853ab795c0b1970"),
+    # model 12 (2026-11-27: channel slices of the non-anchors too, eight y parts), crops of the sample
+    "v12-odd-67x93-mid.bln": (4, "a8b65ab73a69dbde4e31462ab9360b4ee438d0bcd073266ab58f61dd3160f500",
+                              "adb813cf336bb383819866eb171fb1985436e4eb43f6024b4052592ce8379479"),
+    "v12-192x256-high.bln": (4, "247d8eb616a4d17a378a988e37b0a0b04b2a7c112014c58230b5774759aaa51f",
+                             "8f61bc0ac1c9c539f965a366f34b17cd9e23af5091ad4942df9a320d3ae5bbe2"),
 }
 
 

@@ -111,15 +111,19 @@ def test_context_network_on_the_non_anchors_alone_equals_the_whole_grid(codec, m
 
 
 @pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
-def test_channel_slices_on_the_anchors_alone_equal_the_whole_grid(monkeypatch, int8_products):
+@pytest.mark.parametrize("model_id, at_anchors", [(11, True), (12, False)], ids=["anchors", "non-anchors"])
+def test_channel_slices_on_their_half_alone_equal_the_whole_grid(monkeypatch, int8_products, model_id, at_anchors):
+    """The anchors' slices (model 11) see the anchors of the groups before; the non-anchors'
+    (model 12) see both halves of those groups."""
     monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
-    codec = LearnedCodec.load(11)
+    codec = LearnedCodec.load(model_id)
+    nets = codec.slices if at_anchors else codec.rest_slices
     rng = np.random.default_rng(1)
     grid = (9, 12)
-    c = codec.net.M // (len(codec.slices) + 1)
-    for g, net in enumerate(codec.slices, start=1):
-        s = rng.integers(-40, 41, (g * c,) + grid) * anchor_cells(grid)
-        half_grid_equals_whole_grid(net, s, rng.normal(2, 3, (c,) + grid), at_anchors=True)
+    c = codec.net.M // (len(nets) + 1)
+    for g, net in enumerate(nets, start=1):
+        s = rng.integers(-40, 41, (g * c,) + grid) * (anchor_cells(grid) if at_anchors else 1)
+        half_grid_equals_whole_grid(net, s, rng.normal(2, 3, (c,) + grid), at_anchors=at_anchors)
 
 
 def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):

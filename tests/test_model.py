@@ -70,21 +70,32 @@ def test_the_encoders_inference_analysis_computes_the_trained_analysis(nets, x):
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
-def test_silent_channel_slices_are_the_model_without_them_and_slices_learn(nets, x):
-    """Channel slices of the anchors (`AnchorSlices`) start at zero: the model as it was; once they
-    say something, the rate proxy moves and their gradients flow."""
+@pytest.mark.parametrize("part", ["slices", "rest_slices"])
+def test_silent_channel_slices_are_the_model_without_them_and_slices_learn(nets, x, part):
+    """Channel slices (`ChannelSlices`) of the anchors (v11) or, on top of those, of the non-anchors
+    (v12) start at zero: the model as it was; once they say something, the rate proxy moves and
+    their gradients flow."""
     with_ctx = nets[0]
-    sliced = VariableRateHyperprior(**with_ctx.config, slices=dict(groups=4, hidden=16))
-    sliced.load_state_dict(with_ctx.state_dict(), strict=False)
+    before = with_ctx
+    if part == "rest_slices":
+        before = VariableRateHyperprior(**with_ctx.config, slices=dict(groups=4, hidden=16))
+        before.load_state_dict(with_ctx.state_dict(), strict=False)
+    sliced = VariableRateHyperprior(**{**before.config, part: dict(groups=4, hidden=16)})
+    sliced.load_state_dict(before.state_dict(), strict=False)
     with torch.no_grad():
-        a, b = run(sliced, x), run(with_ctx, x)
+        a, b = run(sliced, x), run(before, x)
     assert torch.allclose(a["bits_y"], b["bits_y"]) and torch.equal(a["x_hat"], b["x_hat"])
     torch.manual_seed(1)
-    for net in sliced.slices.nets:
+    for net in getattr(sliced, part).nets:
         torch.nn.init.normal_(net[-1].weight, std=0.05)
     out = run(sliced, x)
     assert not torch.allclose(out["bits_y"], b["bits_y"])
     out["bits_y"].backward()
-    assert all(net[0].weight.grad.abs().sum() > 0 for net in sliced.slices.nets)
+    assert all(net[0].weight.grad.abs().sum() > 0 for net in getattr(sliced, part).nets)
+
+
+def test_channel_slices_need_equal_groups_and_the_non_anchors_need_the_anchors_slices(nets):
     with pytest.raises(ValueError, match="equal groups"):
-        VariableRateHyperprior(**with_ctx.config, slices=dict(groups=5))
+        VariableRateHyperprior(**nets[0].config, slices=dict(groups=5))
+    with pytest.raises(ValueError, match="need those of the anchors"):
+        VariableRateHyperprior(**nets[0].config, rest_slices=dict(groups=4))

@@ -50,8 +50,10 @@ def test_rematch_on_an_analysis_starts_from_its_earlier_estimates(codec, src, re
     later = [match_rate(codec, src, t, analysis=an) for t in targets[1:]]
     for t, r in zip(targets, [first] + later):
         assert t * 0.99 <= r.bpp <= t, (r.bpp, t, r.trace)
-    # 0.45 lies between two earlier matches: bracketed before its first trial
-    assert later[1].iterations <= 2
+    # 0.45 lies between two earlier matches: bracketed before its first trial, which falls between
+    # their codes (regula falsi, not the prior's guess)
+    assert first.encoded.q_code < later[1].trace[0][0] < later[0].encoded.q_code
+    assert later[1].iterations <= 3
     fresh = [match_rate(codec, src, t) for t in targets[1:]]
     assert sum(r.iterations for r in later) < sum(r.iterations for r in fresh)
     # a target matched before is met by its remembered estimate: one trial, no new estimate

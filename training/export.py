@@ -36,9 +36,13 @@ def calibration_crops(folder: str, n_images: int) -> list:
 def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
     """Inputs of the integer networks on training crops at five qualities, plainly rounded (the
     shipped models' integer nets were calibrated so): z for h_s, y_hat for g_s, and, for models with
-    them, the context network's and each channel slice's. The anchors' symbols are the hyperprior's
-    (those of a model without slices): close enough for activation ranges."""
-    out = dict(z=[], y_hat=[], context=[], slices=[[] for _ in (codec.net.slices.nets if codec.net.slices else [])])
+    them, the context network's and each channel slice's (anchors' and non-anchors'). The symbols
+    are those of the codec as it is (without the integer slices being calibrated): close enough for
+    activation ranges."""
+    def groups(slices) -> list[list]:
+        return [[] for _ in (slices.nets if slices is not None else [])]
+
+    out = dict(z=[], y_hat=[], context=[], slices=groups(codec.net.slices), rest_slices=groups(codec.net.rest_slices))
     with codec.options(rdoq=False):
         for src in crops:
             an = codec.analyze(src)
@@ -56,12 +60,17 @@ def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
                 for g, inputs in enumerate(out["slices"], start=1):
                     c = codec.net.slices.C
                     inputs.append(CheckerboardContext.inputs(s_anchor[:, :g * c], log2_ratio[:, g * c:(g + 1) * c]))
+                s_all = torch.from_numpy(sy.s)[None].float()
+                coded_ratio = torch.from_numpy(sy.log2_ratio)[None].float()
+                for g, inputs in enumerate(out["rest_slices"], start=1):
+                    c = codec.net.rest_slices.C
+                    inputs.append(CheckerboardContext.inputs(s_all[:, :g * c], coded_ratio[:, g * c:(g + 1) * c]))
     return out
 
 
-def integer_slices(codec: LearnedCodec, inputs: dict[str, list]) -> list[dict]:
-    """The channel slices' integer networks, one per group after the first."""
-    return [build_integer_context(net, x).to_dict() for net, x in zip(codec.net.slices.nets, inputs["slices"])]
+def integer_slices(slices, inputs: list[list]) -> list[dict]:
+    """Channel slices' integer networks, one per group after the first."""
+    return [build_integer_context(net, x).to_dict() for net, x in zip(slices.nets, inputs)]
 
 
 def integer_parts(bundle: dict, crops: list) -> None:
@@ -74,25 +83,27 @@ def integer_parts(bundle: dict, crops: list) -> None:
     if inputs["context"]:
         bundle["integer_context"] = build_integer_context(codec.net.context.net, inputs["context"]).to_dict()
     if inputs["slices"]:
-        bundle["integer_slices"] = integer_slices(codec, inputs)
+        bundle["integer_slices"] = integer_slices(codec.net.slices, inputs["slices"])
     g8 = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 8).g_s
     bundle["g_s8"] = layers_to_dict(g8)
     bundle["g_s8_rounding"] = "gptq"   # every layer 8-bit (`codec.integer.rounding`)
 
 
 def slices_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
-    """A shipped model plus channel slices of its anchors (training/train_slices.py) as a variant
-    bundle: the base model's id, the new config, the slices' weights and integer networks; the rest
-    (weights, tables, integer networks) stays the base model's, read from its file at load."""
+    """A shipped model plus channel slices (training/train_slices.py: of its anchors, or with
+    `"part": "rest"` of its non-anchors) as a variant bundle: the base model's id, the new config,
+    the slices' weights and integer networks; the rest (weights, tables, integer networks) stays the
+    base model's, read from its file (or its base's) at load."""
     base = read_bundle(state["config"]["init"])
     base_id = int(base["model_id"])
-    model = VariableRateHyperprior(**base["config"], slices=state["config"]["slices"])
+    part = "rest_slices" if state["config"].get("part") == "rest" else "slices"
+    model = VariableRateHyperprior(**{**base["config"], part: state["config"]["slices"]})
     model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
-    model.slices.load_state_dict(state["slices"])
-    added = {k: v.detach().half() for k, v in model.state_dict().items() if k.startswith("slices.")}
+    getattr(model, part).load_state_dict(state["slices"])
+    added = {k: v.detach().half() for k, v in model.state_dict().items() if k.startswith(part + ".")}
     variant = dict(base_model_id=base_id, model_id=model_id, name=name, config=model.config, state_dict=added)
     codec = LearnedCodec(merge_variant(variant))
-    variant["integer_slices"] = integer_slices(codec, calibration_inputs(codec, crops))
+    variant[f"integer_{part}"] = integer_slices(getattr(codec.net, part), calibration_inputs(codec, crops)[part])
     return variant
 
 

@@ -26,12 +26,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.model.context import CheckerboardContext, anchor_mask  # noqa: E402
 from codec.model.hyperprior import (SCALE_MIN, VariableRateHyperprior, gaussian_mass, pad_to_multiple,  # noqa: E402
                                     rdoq_symbols)
+from codec.model.zoo import read_bundle  # noqa: E402
 from training.train import load_photos, open_log, random_offset_maps, random_window, to_ycbcr  # noqa: E402
 
 
 def load_backbone(path: str) -> VariableRateHyperprior:
     """The frozen float network of a shipped model bundle."""
-    bundle = torch.load(path, weights_only=True, map_location="cpu")
+    bundle = read_bundle(path)   # a variant merged over its base
     net = VariableRateHyperprior(**bundle["config"])
     net.load_state_dict({k: v.float() for k, v in bundle["state_dict"].items()})
     net.eval().requires_grad_(False)

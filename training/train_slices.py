@@ -1,4 +1,4 @@
-"""Train channel slices of the anchors (codec/model/context.py, `AnchorSlices`) on a frozen shipped
+"""Train channel slices of the anchors (codec/model/context.py, `ChannelSlices`) on a frozen shipped
 model that has a checkerboard context model.
 
 The anchors, half of y and a little over half of its bits, are coded with the hyperprior alone in
@@ -14,6 +14,11 @@ The anchors' symbols enter each network quantized by the encoder's RDOQ, as they
     python training/train_slices.py --config training/configs/v11-slices-cpu.json \\
         --ckpt checkpoints/v11s/last.pt --minutes 80
 
+With `"part": "rest"` in the config it trains channel slices of the non-anchors instead (v12), on a
+model that has the anchors' slices (frozen): each non-anchor group's means and scales, already
+corrected by the checkerboard network, corrected again from the non-anchor symbols of the groups
+before it and the anchors' symbols.
+
 Resumable: state is saved atomically to --ckpt; logs go to <ckpt dir>/log.csv. The last `holdout`
 photos of the first data folder are never trained on: the script reports the bits saved on them.
 """
@@ -27,31 +32,36 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.model.context import AnchorSlices, anchor_mask  # noqa: E402
+from codec.model.context import ChannelSlices, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
 from training.train import open_log, random_offset_maps  # noqa: E402
 from training.train_context import (cached_latents, hyper_residuals, load_backbone, random_latents, resume,  # noqa: E402
                                     training_args)
 
 
-def rates(net, slices: AnchorSlices, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bits of z, of the anchors (with the slices) and of the non-anchors (with the frozen context
-    network); noise proxy for training, real rounding for evaluation."""
+def rates(net, slices: ChannelSlices, y, q, kmap, noise: bool, part: str = "anchors"
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bits of z, of the anchors and of the non-anchors (with the frozen context network), the
+    trained `slices` on the anchors or, `part` "rest", on the non-anchors; noise proxy for
+    training, real rounding for evaluation."""
     bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap)
     anchors = anchor_mask(*y.shape[-2:], device=y.device)
     a = anchors.to(r.dtype)
-    d_mu, d_lr, symbols = slices(r, log2_ratio, anchors, rdoq_symbols)
+    d_mu, d_lr, symbols = (slices if part == "anchors" else net.slices)(r, log2_ratio, anchors, rdoq_symbols)
     # the anchors from the hyperprior's mean, with its scales, as the context network was trained
     anchor_values = (symbols + d_mu).detach() * a
     c_mu, c_lr = net.context(anchor_values, log2_ratio)
     r, log2_ratio = r - d_mu - c_mu * (1 - a), log2_ratio + d_lr + c_lr * (1 - a)
+    if part == "rest":
+        e_mu, e_lr, _ = slices(r, log2_ratio, ~anchors, rdoq_symbols, known=(symbols * a).detach())
+        r, log2_ratio = r - e_mu, log2_ratio + e_lr
     v = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
     bits = -torch.log2(gaussian_mass(v, torch.exp2(log2_ratio).clamp_min(SCALE_MIN)).clamp_min(1e-9))
     return bits_z, (bits * a).sum(), (bits * (1 - a)).sum()
 
 
 @torch.no_grad()
-def evaluate(net, slices: AnchorSlices, latents, levels: int) -> np.ndarray:
+def evaluate(net, slices: ChannelSlices, latents, levels: int, part: str) -> np.ndarray:
     """Bits of z, anchors and non-anchors over held-out latents at five qualities, flat map, real
     rounding."""
     total = np.zeros(3)
@@ -60,7 +70,7 @@ def evaluate(net, slices: AnchorSlices, latents, levels: int) -> np.ndarray:
         h, w = (y.shape[-2] // 4) * 4, (y.shape[-1] // 4) * 4
         for q in np.linspace(0.25, levels - 1.25, 5):
             out = rates(net, slices, y[..., :h, :w], torch.tensor([q], dtype=torch.float32),
-                        torch.zeros(1, 1, h, w), noise=False)
+                        torch.zeros(1, 1, h, w), noise=False, part=part)
             total += [float(v) for v in out]
     return total
 
@@ -68,9 +78,10 @@ def evaluate(net, slices: AnchorSlices, latents, levels: int) -> np.ndarray:
 def main() -> None:
     args, cfg = training_args("checkpoints/slices/last.pt")
     net = load_backbone(cfg["init"])
-    if net.context is None:
-        raise SystemExit(f"{cfg['init']} has no checkerboard context model")
-    slices = AnchorSlices(net.M, **cfg["slices"])
+    part = cfg.get("part", "anchors")
+    if net.context is None or (part == "rest" and net.slices is None):
+        raise SystemExit(f"{cfg['init']} has no checkerboard context model" + (" or anchor slices" if part == "rest" else ""))
+    slices = ChannelSlices(net.M, **cfg["slices"])
     opt = torch.optim.Adam(slices.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     step, seconds = resume(args.ckpt, "slices", slices, opt, gen)
@@ -97,7 +108,7 @@ def main() -> None:
         y = random_latents(train, batch, size, gen)
         q = torch.rand(batch, generator=gen) * (levels - 1)
         kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
-        bits_z, bits_a, bits_n = rates(net, slices, y, q, kmap, noise=True)
+        bits_z, bits_a, bits_n = rates(net, slices, y, q, kmap, noise=True, part=part)
         loss = (bits_a + bits_n) / (batch * size * size * 256)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -120,8 +131,8 @@ def main() -> None:
     seconds += time.time() - t_start
     save()
     if holdout:
-        base = evaluate(net, AnchorSlices(net.M, **cfg["slices"]), holdout, levels)   # zero nets: the model as shipped
-        new = evaluate(net, slices, holdout, levels)
+        base = evaluate(net, ChannelSlices(net.M, **cfg["slices"]), holdout, levels, part)   # zero nets: as shipped
+        new = evaluate(net, slices, holdout, levels, part)
         print(f"held-out photos: all bits {(new.sum() / base.sum() - 1) * 100:+.2f}%, anchors "
               f"{(new[1] / base[1] - 1) * 100:+.2f}%, non-anchors {(new[2] / base[2] - 1) * 100:+.2f}%", flush=True)
 

@@ -196,7 +196,7 @@ class IntegerContextNet:
 
 
 def build_integer_context(seq: nn.Sequential, inputs: list[torch.Tensor], weight_bits: int = 16) -> IntegerContextNet:
-    """Quantize a context network (`CheckerboardContext.net`, or one of `AnchorSlices.nets`) from
+    """Quantize a context network (`CheckerboardContext.net`, or one of `ChannelSlices.nets`) from
     calibration inputs (`CheckerboardContext.inputs` tensors). Its output: mean shifts, then
     log2-scale shifts."""
     maxima = calibrate(seq, inputs)

@@ -58,13 +58,15 @@ class CheckerboardContext(nn.Module):
         return out[:, :self.M], out[:, self.M:]
 
 
-class AnchorSlices(nn.Module):
-    """Channel-conditional context of the anchors (Minnen & Singh 2020; He et al. 2022's ELIC puts
-    it beside the checkerboard): the anchors' channels are coded in `groups` equal groups, one
-    after another, and a network per group after the first corrects that group's means (in steps)
-    and log2 scales from the anchor symbols of the groups before it and its own
-    log2(sigma / delta). Same layer shapes and integer inputs as `CheckerboardContext`, so the same
-    integer form runs it; the last layers start at zero (no correction)."""
+class ChannelSlices(nn.Module):
+    """Channel-conditional context (Minnen & Singh 2020; He et al. 2022's ELIC puts it beside the
+    checkerboard) over one half of the checkerboard, `cells`: its channels are coded in `groups`
+    equal groups, one after another, and a network per group after the first corrects that group's
+    means (in steps) and log2 scales there from the symbols of the groups before it (on these
+    cells, and on any cells coded before, `known`) and its own log2(sigma / delta). Used for the
+    anchors (v11) and for the non-anchors after the checkerboard's correction (v12). Same layer
+    shapes and integer inputs as `CheckerboardContext`, so the same integer form runs it; the last
+    layers start at zero (no correction)."""
 
     def __init__(self, M: int, groups: int = 4, hidden: int = 128, kernel: int = 3):
         super().__init__()
@@ -79,19 +81,22 @@ class AnchorSlices(nn.Module):
             nn.init.zeros_(net[-1].bias)
             self.nets.append(net)
 
-    def forward(self, r: torch.Tensor, log2_ratio: torch.Tensor, anchors: torch.Tensor,
-                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    def forward(self, r: torch.Tensor, log2_ratio: torch.Tensor, cells: torch.Tensor,
+                quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], known: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean shift (steps) and log2-scale shift of every anchor (zero elsewhere and in the first
-        group), and the symbols, group by group as the coder goes: each group's symbols
-        `quantize(r - shift, log2_ratio + scale shift)` (detached; meaningful at the anchors) are
-        the next groups' context."""
-        a = anchors.to(r.dtype)
+        """Mean shift (steps) and log2-scale shift at every one of `cells` (zero elsewhere and in the
+        first group), and the symbols, group by group as the coder goes: each group's symbols
+        `quantize(r - shift, log2_ratio + scale shift)` (detached; meaningful on `cells`) are the
+        next groups' context, with `known` (the symbols of the cells coded before, zero on `cells`)."""
+        a = cells.to(r.dtype)
         d_mu, d_lr, symbols = [torch.zeros_like(r[:, :self.C])], [torch.zeros_like(r[:, :self.C])], []
         for g in range(len(self.nets) + 1):
             ch = slice(g * self.C, (g + 1) * self.C)
             if g:
-                out = self.nets[g - 1](CheckerboardContext.inputs(torch.cat(symbols, 1) * a, log2_ratio[:, ch]))
+                before = torch.cat(symbols, 1) * a
+                if known is not None:
+                    before = before + known[:, :ch.start]
+                out = self.nets[g - 1](CheckerboardContext.inputs(before, log2_ratio[:, ch]))
                 d_mu.append(out[:, :self.C] * a)
                 d_lr.append(out[:, self.C:] * a)
             symbols.append(quantize(r[:, ch] - d_mu[g], log2_ratio[:, ch] + d_lr[g]).detach())

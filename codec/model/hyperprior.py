@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..entropy.rdoq import KAPPA
-from .context import AnchorSlices, CheckerboardContext, anchor_mask
+from .context import ChannelSlices, CheckerboardContext, anchor_mask
 from .layers import GDN, FactorizedPrior
 
 SCALE_MIN = 0.11  # smallest scale of the CDF table (in units of the quantization step)
@@ -34,7 +34,8 @@ class VariableRateHyperprior(nn.Module):
 
     def __init__(self, N: int = 128, M: int = 192, Nz: int = 128, levels: int = 6,
                  lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15),
-                 hyper_gain: bool = False, context: dict | None = None, slices: dict | None = None):
+                 hyper_gain: bool = False, context: dict | None = None, slices: dict | None = None,
+                 rest_slices: dict | None = None):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, levels=levels, lambdas=list(lambdas))
         if hyper_gain:
@@ -45,6 +46,10 @@ class VariableRateHyperprior(nn.Module):
             if context is None:
                 raise ValueError("channel slices of the anchors need the checkerboard context model")
             self.config["slices"] = dict(slices)
+        if rest_slices is not None:
+            if slices is None:
+                raise ValueError("channel slices of the non-anchors need those of the anchors")
+            self.config["rest_slices"] = dict(rest_slices)
         self.M, self.levels, self.hyper_gain = M, levels, hyper_gain
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
@@ -56,7 +61,9 @@ class VariableRateHyperprior(nn.Module):
         # checkerboard context model of the second half of y (None: hyperprior only)
         self.context = CheckerboardContext(M, **context) if context is not None else None
         # channel-conditional context of the anchors (None: the anchors use the hyperprior alone)
-        self.slices = AnchorSlices(M, **slices) if slices is not None else None
+        self.slices = ChannelSlices(M, **slices) if slices is not None else None
+        # channel-conditional context of the non-anchors, after the checkerboard's correction (v12)
+        self.rest_slices = ChannelSlices(M, **rest_slices) if rest_slices is not None else None
         # learned log2 quantization steps, one vector per quality level (level 0 = coarsest)
         init = torch.linspace(1.5, -2.5, levels).unsqueeze(1).repeat(1, M)
         self.log2_steps = nn.Parameter(init)
@@ -130,6 +137,11 @@ class VariableRateHyperprior(nn.Module):
             later = (~anchors).to(r.dtype)
             shift = shift + d_mu * later
             log2_ratio = log2_ratio + a_lr + d_lr * later
+            if self.rest_slices is not None:   # the non-anchors' channels in groups too
+                with torch.autocast(r.device.type, enabled=False):
+                    e_mu, e_lr, _ = self.rest_slices(r - shift, log2_ratio, ~anchors, rdoq_symbols,
+                                                     known=(symbols * anchors).detach())
+                shift, log2_ratio = shift + e_mu, log2_ratio + e_lr
             r = r - shift
         r_noisy = r + torch.empty_like(r).uniform_(-0.5, 0.5)
         r_round = r + (torch.round(r) - r).detach()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from codec.model.context import SYMBOL_CLIP, AnchorSlices, anchor_mask  # noqa: E402
+from codec.model.context import SYMBOL_CLIP, ChannelSlices, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
 from codec.model.zoo import weights_path  # noqa: E402
 from training.train import load_photos, random_offset_maps  # noqa: E402
@@ -39,7 +39,7 @@ def on_256th(v: torch.Tensor) -> torch.Tensor:
     return torch.round(v * 256) / 256
 
 
-def bits_and_error(net, ctx: AnchorSlices | None, y, q, kmap, noise: bool):
+def bits_and_error(net, ctx: ChannelSlices | None, y, q, kmap, noise: bool):
     """Bits of z, of the anchors and of the non-anchors, and the anchors' latent squared error."""
     bits_z, r, lr, log2_delta = hyper_residuals(net, y, q, kmap)
     anchors = anchor_mask(*y.shape[-2:], device=y.device).float()
@@ -92,7 +92,7 @@ def main() -> None:
     data = torch.load(cache)
     train = [y for y in data["train"] if min(y.shape[-2:]) >= 24]
     holdout = data["holdout"][::2 * len(scales)]   # full size, not mirrored
-    ctx = AnchorSlices(net.M, args.slices, args.hidden, args.kernel)
+    ctx = ChannelSlices(net.M, args.slices, args.hidden, args.kernel)
     print(f"{sum(p.numel() for p in ctx.parameters())} parameters", flush=True)
 
     @torch.no_grad()
