@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -148,6 +149,50 @@ def cached_latents(net: VariableRateHyperprior, cfg: dict, path: str) -> dict:
     return torch.load(path)
 
 
+def train_loop(args, cfg: dict, key: str, module: torch.nn.Module, opt: torch.optim.Optimizer,
+               gen: torch.Generator, step: int, seconds: float, train: list, levels: int,
+               batch_loss: Callable, report: Callable) -> None:
+    """The loop of the frozen-backbone trainers: random latent crops at random qualities and
+    step-offset maps, the learning rate dropped at `decay_at` of the time budget, atomic checkpoints
+    of `module` (under `key`), the optimizer and the generator. `batch_loss(y, q, kmap)` gives the
+    loss and three numbers to log; `report(step, seconds, lr, sums)` logs their sums (and the step
+    count, last) every `log_every` steps."""
+    batch, size = cfg["batch"], cfg["crop_cells"]
+
+    def save() -> None:
+        torch.save({key: module.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds,
+                    "gen": gen.get_state(), "config": cfg}, args.ckpt + ".tmp")
+        os.replace(args.ckpt + ".tmp", args.ckpt)
+
+    acc = np.zeros(4)
+    t_start = time.time()
+    while step < cfg["steps"] and not (args.minutes and seconds >= args.minutes * 60):
+        elapsed = seconds + time.time() - t_start
+        decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
+        for g in opt.param_groups:
+            g["lr"] = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
+        y = random_latents(train, batch, size, gen)
+        q = torch.rand(batch, generator=gen) * (levels - 1)
+        kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
+        loss, logged = batch_loss(y, q, kmap)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        acc += [*logged, 1]
+        if step % cfg.get("log_every", 100) == 0:
+            report(step, seconds + time.time() - t_start, opt.param_groups[0]["lr"], acc)
+            acc[:] = 0
+        if step % cfg.get("save_every", 500) == 0:
+            seconds += time.time() - t_start
+            t_start = time.time()
+            save()
+        if args.minutes and seconds + time.time() - t_start > args.minutes * 60:
+            break
+    seconds += time.time() - t_start
+    save()
+
+
 def main() -> None:
     args, cfg = training_args("checkpoints/ctx/last.pt")
     net = load_backbone(cfg["init"])
@@ -162,46 +207,19 @@ def main() -> None:
 
     log, writer = open_log(args.ckpt, ["step", "seconds", "lr", "bits_hyper", "bits_ctx", "saved_total_pct", "bpp"])
 
-    def save() -> None:
-        torch.save(dict(context=ctx.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
-                        gen=gen.get_state(), config=cfg), args.ckpt + ".tmp")
-        os.replace(args.ckpt + ".tmp", args.ckpt)
-
-    acc = np.zeros(4)   # bits: z + anchors, non-anchors (hyperprior), non-anchors (context); steps
-    t_start = time.time()
-    while step < cfg["steps"]:
-        elapsed = seconds + time.time() - t_start
-        decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
-        for g in opt.param_groups:
-            g["lr"] = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
-        y = random_latents(train, batch, size, gen)
-        q = torch.rand(batch, generator=gen) * (levels - 1)
-        kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
+    def batch_loss(y, q, kmap):
+        # bits: z + anchors, non-anchors (hyperprior), non-anchors (context)
         other, hyper_bits, with_ctx = rates(net, ctx, y, q, kmap, noise=True)
-        loss = with_ctx / (batch * size * size * 256)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        acc += [float(other), float(hyper_bits), float(with_ctx.detach()), 1]
-        if step % cfg.get("log_every", 100) == 0:
-            saved = (acc[1] - acc[2]) / (acc[0] + acc[1]) * 100
-            npix = acc[3] * batch * size * size * 256
-            el = seconds + time.time() - t_start
-            writer.writerow([step, f"{el:.0f}", opt.param_groups[0]["lr"], f"{acc[1]:.0f}", f"{acc[2]:.0f}",
-                             f"{saved:.2f}", f"{(acc[0] + acc[2]) / npix:.4f}"])
-            log.flush()
-            print(f"step {step} {el:.0f}s context saves {saved:.2f}% of all bits, "
-                  f"bpp {(acc[0] + acc[2]) / npix:.4f}", flush=True)
-            acc[:] = 0
-        if step % cfg.get("save_every", 500) == 0:
-            seconds += time.time() - t_start
-            t_start = time.time()
-            save()
-        if args.minutes and seconds + time.time() - t_start > args.minutes * 60:
-            break
-    seconds += time.time() - t_start
-    save()
+        return with_ctx / (batch * size * size * 256), (float(other), float(hyper_bits), float(with_ctx.detach()))
+
+    def report(step, el, lr, acc):
+        saved = (acc[1] - acc[2]) / (acc[0] + acc[1]) * 100
+        bpp = (acc[0] + acc[2]) / (acc[3] * batch * size * size * 256)
+        writer.writerow([step, f"{el:.0f}", lr, f"{acc[1]:.0f}", f"{acc[2]:.0f}", f"{saved:.2f}", f"{bpp:.4f}"])
+        log.flush()
+        print(f"step {step} {el:.0f}s context saves {saved:.2f}% of all bits, bpp {bpp:.4f}", flush=True)
+
+    train_loop(args, cfg, "context", ctx, opt, gen, step, seconds, train, levels, batch_loss, report)
     if holdout:
         # against the hyperprior alone: a zero context network
         base = evaluate(net, CheckerboardContext(net.M, 8, 1), holdout, levels)

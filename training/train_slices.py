@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numpy as np
 import torch
@@ -34,8 +33,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.model.context import ChannelSlices, anchor_mask  # noqa: E402
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
-from training.train import open_log, random_offset_maps  # noqa: E402
-from training.train_context import (cached_latents, hyper_residuals, load_backbone, random_latents, resume,  # noqa: E402
+from training.train import open_log  # noqa: E402
+from training.train_context import (cached_latents, hyper_residuals, load_backbone, resume, train_loop,  # noqa: E402
                                     training_args)
 
 
@@ -93,43 +92,17 @@ def main() -> None:
     holdout = data["holdout"][::2 * len(cfg["scales"])]   # full size, not mirrored
     log, writer = open_log(args.ckpt, ["step", "seconds", "lr", "bits_z", "bits_anchors", "bits_rest", "bpp"])
 
-    def save() -> None:
-        torch.save(dict(slices=slices.state_dict(), opt=opt.state_dict(), step=step, seconds=seconds,
-                        gen=gen.get_state(), config=cfg), args.ckpt + ".tmp")
-        os.replace(args.ckpt + ".tmp", args.ckpt)
-
-    acc = np.zeros(4)   # bits of z, anchors, non-anchors; steps
-    t_start = time.time()
-    while step < cfg["steps"] and not (args.minutes and seconds >= args.minutes * 60):
-        elapsed = seconds + time.time() - t_start
-        decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
-        for g in opt.param_groups:
-            g["lr"] = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
-        y = random_latents(train, batch, size, gen)
-        q = torch.rand(batch, generator=gen) * (levels - 1)
-        kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
+    def batch_loss(y, q, kmap):
         bits_z, bits_a, bits_n = rates(net, slices, y, q, kmap, noise=True, part=part)
-        loss = (bits_a + bits_n) / (batch * size * size * 256)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        acc += [float(bits_z), float(bits_a.detach()), float(bits_n.detach()), 1]
-        if step % cfg.get("log_every", 100) == 0:
-            el = seconds + time.time() - t_start
-            bpp = acc[:3].sum() / (acc[3] * batch * size * size * 256)
-            writer.writerow([step, f"{el:.0f}", opt.param_groups[0]["lr"], *(f"{v:.0f}" for v in acc[:3]), f"{bpp:.4f}"])
-            log.flush()
-            print(f"step {step} {el:.0f}s anchors {acc[1] / acc[:3].sum() * 100:.1f}% of the bits, bpp {bpp:.4f}", flush=True)
-            acc[:] = 0
-        if step % cfg.get("save_every", 500) == 0:
-            seconds += time.time() - t_start
-            t_start = time.time()
-            save()
-        if args.minutes and seconds + time.time() - t_start > args.minutes * 60:
-            break
-    seconds += time.time() - t_start
-    save()
+        return (bits_a + bits_n) / (batch * size * size * 256), (float(bits_z), float(bits_a.detach()), float(bits_n.detach()))
+
+    def report(step, el, lr, acc):   # bits of z, anchors, non-anchors; steps
+        bpp = acc[:3].sum() / (acc[3] * batch * size * size * 256)
+        writer.writerow([step, f"{el:.0f}", lr, *(f"{v:.0f}" for v in acc[:3]), f"{bpp:.4f}"])
+        log.flush()
+        print(f"step {step} {el:.0f}s anchors {acc[1] / acc[:3].sum() * 100:.1f}% of the bits, bpp {bpp:.4f}", flush=True)
+
+    train_loop(args, cfg, "slices", slices, opt, gen, step, seconds, train, levels, batch_loss, report)
     if holdout:
         base = evaluate(net, ChannelSlices(net.M, **cfg["slices"]), holdout, levels, part)   # zero nets: as shipped
         new = evaluate(net, slices, holdout, levels, part)
