@@ -103,6 +103,7 @@ class Symbols:
     kmap: np.ndarray     # (h, w) step offsets
     filters: dict = field(default_factory=dict)   # loop-filter (coefficients, clips) per plane, per layout fitted
     log2_ratio: np.ndarray | None = None   # (M, h, w) log2(sigma / delta) coded with (context models' corrections in)
+    residual: np.ndarray | None = None     # (M, h, w) the latent residual prediction, in steps, once made
 
 
 @dataclass
@@ -190,10 +191,14 @@ class LearnedCodec:
         # channel slices of the non-anchors after the checkerboard's correction, integer form; empty:
         # the non-anchors are coded in one group
         self.rest_slices = [IntegerContextNet.from_dict(d) for d in bundle.get("integer_rest_slices", [])]
+        # latent residual prediction (codec/model/context.py `LatentResidual`), integer form; None:
+        # every latent decoded at the centre of its bin
+        self.residual = (IntegerContextNet.from_dict(bundle["integer_residual"])
+                         if "integer_residual" in bundle else None)
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
         for layer in ((self.integer.layers() if self.integer else []) + (self.context.layers if self.context else [])
-                      + [layer for net in self.slices + self.rest_slices for layer in net.layers]):
+                      + [layer for net in self.slices + self.rest_slices + [self.residual] if net for layer in net.layers]):
             layer.prepare()
         # encoder-only: rate-distortion optimized rounding of y (codec/entropy/rdoq.py); off = rounding
         self.rdoq = True
@@ -441,9 +446,14 @@ class LearnedCodec:
             raise BitstreamError(f"corrupted bitstream: {exc}") from None
 
     def y_hat(self, sy: Symbols) -> np.ndarray:
-        """The decoded latent: each symbol at the centre of its bin, mu + s * delta (encoder and
-        decoder alike; clipped so that a corrupted stream cannot overflow the synthesis)."""
-        return np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4)
+        """The decoded latent: each symbol at the centre of its bin, mu + s * delta, or with latent
+        residual prediction mu + (s + p) * delta (encoder and decoder alike; clipped so that a
+        corrupted stream cannot overflow the synthesis)."""
+        if self.residual is None:
+            return np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4)
+        if sy.residual is None:
+            sy.residual = self.residual.residual(sy.s, sy.log2_ratio)
+        return np.clip(sy.mu + (sy.s + sy.residual) * sy.delta, -1e4, 1e4)
 
     def decode_latents(self, data: bytes) -> tuple[Bitstream, np.ndarray, np.ndarray, np.ndarray]:
         """Header, z, map and the hyperprior's scale rows (the float entropy networks' diagnostic)."""

@@ -171,6 +171,30 @@ def test_non_anchor_slices_code_each_group_knowing_the_groups_before(small_rgb):
     assert np.array_equal(decode_bitstream(enc.data).ycbcr, v12.reconstruct(an, q, kmap))
 
 
+def test_latent_residual_prediction_moves_the_reconstruction_not_the_file(small_rgb):
+    """Model 13: model 12 plus latent residual prediction. The symbols, their coding and the size
+    are model 12's; each latent is put back at mu + (s + p) * delta, p the integer network's
+    prediction from every symbol and the scales they were coded with, on the encoder's side (the
+    loop filter is fitted on it) and the decoder's alike."""
+    v12, v13 = LearnedCodec.load(12), LearnedCodec.load(13)
+    src = source_from_array(small_rgb)
+    q = QMAX // 2
+    an12, an = v12.analyze(src), v13.analyze(src)
+    kmap = np.zeros(an.grid, dtype=int)
+    kmap[:, : an.grid[1] // 2] = -3
+    sy12, sy = v12.symbols(an12, q, kmap), v13.symbols(an, q, kmap)
+    for a, b in ((sy.s, sy12.s), (sy.rows, sy12.rows), (sy.mu, sy12.mu)):
+        assert np.array_equal(a, b)
+    p = v13.residual.residual(sy.s, sy.log2_ratio)
+    assert np.abs(p).max() > 0.05
+    assert np.array_equal(v13.y_hat(sy), np.clip(sy.mu + (sy.s + p) * sy.delta, -1e4, 1e4))
+    assert np.array_equal(v12.y_hat(sy12), np.clip(sy.mu + sy.s * sy.delta, -1e4, 1e4))
+    assert v13.estimate_bytes(an, q, kmap) == v12.estimate_bytes(an12, q, kmap)
+    enc = v13.encode(an, q, kmap)
+    assert len(enc.data) == v13.estimate_bytes(an, q, kmap)
+    assert np.array_equal(decode_bitstream(enc.data).ycbcr, v13.reconstruct(an, q, kmap))
+
+
 def test_size_estimate_equals_real_size_across_qualities_and_maps(codec, small_rgb):
     src = source_from_array(small_rgb)
     an = codec.analyze(src)

@@ -1,11 +1,11 @@
-"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10, 11 and 12, 2026-11-27) must keep
+"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 to 13, 2026-11-27) must keep
 decoding to the same pixels: any change to the integer kernels, the entropy decoder or the loop filter that moves one
 pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams each of models 10, 11 and 12, each decoded with the model it names.
+then two streams each of models 10, 11, 12 and 13, each decoded with the model it names.
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
-models 10, 11 and 12 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
+models 10 to 13 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
 import subprocess
 import sys
@@ -47,6 +47,12 @@ STREAMS = {
                               "adb813cf336bb383819866eb171fb1985436e4eb43f6024b4052592ce8379479"),
     "v12-192x256-high.bln": (4, "247d8eb616a4d17a378a988e37b0a0b04b2a7c112014c58230b5774759aaa51f",
                              "8f61bc0ac1c9c539f965a366f34b17cd9e23af5091ad4942df9a320d3ae5bbe2"),
+    # model 13 (2026-11-27: model 12's symbols, latent residual prediction in the reconstruction):
+    # the same crops and codes as model 12's, files of the same sizes, other pixels
+    "v13-odd-67x93-mid.bln": (4, "d48e3d47124e61ebf784a9d597d3c4318d4a8358dff5296564bbc36766e2e38d",
+                              "6f5c2a550aa759e349bd40fe45aafa6872cb2ce83e4f86a2720fdae0f240cd79"),
+    "v13-192x256-high.bln": (4, "97131b15cd9ad8a12ac66a3c687a1f1c1b154a9f3d12960255461ac62b725510",
+                             "0f0b0efc0170c7d8518e1a8f67504a76b3c7f26d8eb4727f62481b9625707e46"),
 }
 
 

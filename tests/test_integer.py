@@ -21,9 +21,10 @@ from .conftest import ROOT, sample_crop
 
 
 def all_layers(codec):
-    context = codec.context.layers if codec.context is not None else []
+    context = [net for net in [codec.context, *codec.slices, *codec.rest_slices, codec.residual] if net is not None]
     return [("h_s/g_s 16-bit", layer) for layer in codec.integer.layers()] + \
-           [("g_s 8-bit", layer) for layer in codec.g_s8] + [("context", layer) for layer in context]
+           [("g_s 8-bit", layer) for layer in codec.g_s8] + \
+           [("context networks", layer) for net in context for layer in net.layers]
 
 
 def test_every_layer_has_a_proven_bound(codec):
@@ -124,6 +125,22 @@ def test_channel_slices_on_their_half_alone_equal_the_whole_grid(monkeypatch, in
     for g, net in enumerate(nets, start=1):
         s = rng.integers(-40, 41, (g * c,) + grid) * (anchor_cells(grid) if at_anchors else 1)
         half_grid_equals_whole_grid(net, s, rng.normal(2, 3, (c,) + grid), at_anchors=at_anchors)
+
+
+@pytest.mark.parametrize("int8_products", [True, False], ids=["int8", "float64"])
+def test_latent_residual_network_equals_its_int64_reference(monkeypatch, int8_products):
+    """Model 13's latent residual prediction runs on every cell: the int64 reference's values."""
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", int8_products)
+    codec = LearnedCodec.load(13)
+    net = codec.residual
+    rng = np.random.default_rng(2)
+    grid = (9, 12)
+    s, log2_ratio = rng.integers(-40, 41, (codec.net.M,) + grid), rng.normal(2, 3, (codec.net.M,) + grid)
+    x = net.inputs(s, log2_ratio)
+    for layer in net.layers:
+        x = layer.reference_forward(x)
+    got = net.residual(s, log2_ratio)
+    assert np.array_equal(got, x[0].numpy() * net.s_dmu) and np.abs(got).max() > 0
 
 
 def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):

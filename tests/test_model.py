@@ -99,3 +99,21 @@ def test_channel_slices_need_equal_groups_and_the_non_anchors_need_the_anchors_s
         VariableRateHyperprior(**nets[0].config, slices=dict(groups=5))
     with pytest.raises(ValueError, match="need those of the anchors"):
         VariableRateHyperprior(**nets[0].config, rest_slices=dict(groups=4))
+
+
+def test_silent_latent_residual_is_the_model_without_it_and_it_learns_from_the_distortion(nets, x):
+    """Latent residual prediction (`LatentResidual`, v13) starts at zero: the model as it was. Once
+    it says something, the reconstruction moves, the rate does not, and the distortion's gradient
+    reaches it."""
+    before = nets[0]
+    with_lrp = VariableRateHyperprior(**{**before.config, "residual": dict(hidden=16)})
+    with_lrp.load_state_dict(before.state_dict(), strict=False)
+    with torch.no_grad():
+        a, b = run(with_lrp, x), run(before, x)
+    assert torch.equal(a["bits_y"], b["bits_y"]) and torch.equal(a["x_hat"], b["x_hat"])
+    torch.manual_seed(1)
+    torch.nn.init.normal_(with_lrp.residual.net[-1].weight, std=0.05)
+    out = run(with_lrp, x)
+    assert torch.equal(out["bits_y"], b["bits_y"]) and not torch.allclose(out["x_hat"], b["x_hat"])
+    ((out["x_hat"] - x) ** 2).mean().backward()
+    assert with_lrp.residual.net[0].weight.grad.abs().sum() > 0

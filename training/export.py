@@ -36,13 +36,14 @@ def calibration_crops(folder: str, n_images: int) -> list:
 def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
     """Inputs of the integer networks on training crops at five qualities, plainly rounded (the
     shipped models' integer nets were calibrated so): z for h_s, y_hat for g_s, and, for models with
-    them, the context network's and each channel slice's (anchors' and non-anchors'). The symbols
-    are those of the codec as it is (without the integer slices being calibrated): close enough for
-    activation ranges."""
+    them, the context network's, each channel slice's (anchors' and non-anchors') and the latent
+    residual prediction's. The symbols are those of the codec as it is (without the integer slices
+    being calibrated): close enough for activation ranges."""
     def groups(slices) -> list[list]:
         return [[] for _ in (slices.nets if slices is not None else [])]
 
-    out = dict(z=[], y_hat=[], context=[], slices=groups(codec.net.slices), rest_slices=groups(codec.net.rest_slices))
+    out = dict(z=[], y_hat=[], context=[], slices=groups(codec.net.slices), rest_slices=groups(codec.net.rest_slices),
+               residual=[])
     with codec.options(rdoq=False):
         for src in crops:
             an = codec.analyze(src)
@@ -65,6 +66,8 @@ def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
                 for g, inputs in enumerate(out["rest_slices"], start=1):
                     c = codec.net.rest_slices.C
                     inputs.append(CheckerboardContext.inputs(s_all[:, :g * c], coded_ratio[:, g * c:(g + 1) * c]))
+                if codec.net.residual is not None:
+                    out["residual"].append(CheckerboardContext.inputs(s_all, coded_ratio))
     return out
 
 
@@ -75,8 +78,8 @@ def integer_slices(slices, inputs: list[list]) -> list[dict]:
 
 def integer_parts(bundle: dict, crops: list) -> None:
     """Calibrate activation ranges on training crops; add the 16-bit integer h_s + g_s, an
-    8-bit-weight g_s and (for models with them) the integer context network and channel slices to
-    the bundle."""
+    8-bit-weight g_s and (for models with them) the integer context network, channel slices and
+    latent residual prediction to the bundle."""
     codec = LearnedCodec(bundle)
     inputs = calibration_inputs(codec, crops)
     bundle["integer"] = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 16).to_dict()
@@ -84,26 +87,37 @@ def integer_parts(bundle: dict, crops: list) -> None:
         bundle["integer_context"] = build_integer_context(codec.net.context.net, inputs["context"]).to_dict()
     if inputs["slices"]:
         bundle["integer_slices"] = integer_slices(codec.net.slices, inputs["slices"])
+    if inputs["rest_slices"]:
+        bundle["integer_rest_slices"] = integer_slices(codec.net.rest_slices, inputs["rest_slices"])
+    if inputs["residual"]:
+        bundle["integer_residual"] = build_integer_context(codec.net.residual.net, inputs["residual"],
+                                                           scale_shifts=False).to_dict()
     g8 = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 8).g_s
     bundle["g_s8"] = layers_to_dict(g8)
     bundle["g_s8_rounding"] = "gptq"   # every layer 8-bit (`codec.integer.rounding`)
 
 
-def slices_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
-    """A shipped model plus channel slices (training/train_slices.py: of its anchors, or with
-    `"part": "rest"` of its non-anchors) as a variant bundle: the base model's id, the new config,
-    the slices' weights and integer networks; the rest (weights, tables, integer networks) stays the
-    base model's, read from its file (or its base's) at load."""
+def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
+    """A shipped model plus networks trained on it frozen, as a variant bundle: channel slices
+    (training/train_slices.py: of its anchors, or with `"part": "rest"` of its non-anchors) or latent
+    residual prediction (training/train_residual.py). The variant holds the base model's id, the
+    new config, the new weights and their integer networks; the rest (weights, tables, integer
+    networks) stays the base model's, read from its file (or its base's) at load."""
     base = read_bundle(state["config"]["init"])
-    base_id = int(base["model_id"])
-    part = "rest_slices" if state["config"].get("part") == "rest" else "slices"
-    model = VariableRateHyperprior(**{**base["config"], part: state["config"]["slices"]})
+    if "residual" in state:
+        part, key = "residual", "residual"
+    else:
+        part, key = ("rest_slices" if state["config"].get("part") == "rest" else "slices"), "slices"
+    model = VariableRateHyperprior(**{**base["config"], part: state["config"][key]})
     model.load_state_dict({k: v.float() for k, v in base["state_dict"].items()}, strict=False)
-    getattr(model, part).load_state_dict(state["slices"])
+    getattr(model, part).load_state_dict(state[key])
     added = {k: v.detach().half() for k, v in model.state_dict().items() if k.startswith(part + ".")}
-    variant = dict(base_model_id=base_id, model_id=model_id, name=name, config=model.config, state_dict=added)
+    variant = dict(base_model_id=int(base["model_id"]), model_id=model_id, name=name, config=model.config,
+                   state_dict=added)
     codec = LearnedCodec(merge_variant(variant))
-    variant[f"integer_{part}"] = integer_slices(getattr(codec.net, part), calibration_inputs(codec, crops)[part])
+    inputs = calibration_inputs(codec, crops)[part]
+    variant[f"integer_{part}"] = (build_integer_context(codec.net.residual.net, inputs, scale_shifts=False).to_dict()
+                                  if part == "residual" else integer_slices(getattr(codec.net, part), inputs))
     return variant
 
 
@@ -131,8 +145,8 @@ def main() -> None:
     state = torch.load(args.checkpoint, weights_only=False)
     name = args.name or os.path.splitext(os.path.basename(args.output))[0]
     crops = calibration_crops(args.photos, 8)
-    if "slices" in state:   # training/train_slices.py: a shipped model plus channel slices of its anchors
-        bundle = slices_variant(state, args.id, name, crops)
+    if "slices" in state or "residual" in state:   # training/train_slices.py, train_residual.py: variants
+        bundle = addon_variant(state, args.id, name, crops)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network

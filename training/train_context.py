@@ -151,12 +151,13 @@ def cached_latents(net: VariableRateHyperprior, cfg: dict, path: str) -> dict:
 
 def train_loop(args, cfg: dict, key: str, module: torch.nn.Module, opt: torch.optim.Optimizer,
                gen: torch.Generator, step: int, seconds: float, train: list, levels: int,
-               batch_loss: Callable, report: Callable) -> None:
-    """The loop of the frozen-backbone trainers: random latent crops at random qualities and
+               batch_loss: Callable, report: Callable, sample: Callable = random_latents) -> None:
+    """The loop of the frozen-backbone trainers: random latent crops (or what `sample(train, batch,
+    cells, gen)` draws: pixel crops for training/train_residual.py) at random qualities and
     step-offset maps, the learning rate dropped at `decay_at` of the time budget, atomic checkpoints
-    of `module` (under `key`), the optimizer and the generator. `batch_loss(y, q, kmap)` gives the
-    loss and three numbers to log; `report(step, seconds, lr, sums)` logs their sums (and the step
-    count, last) every `log_every` steps."""
+    of `module` (under `key`), the optimizer and the generator. `batch_loss(crops, q, kmap)` gives
+    the loss and three numbers to log; `report(step, seconds, lr, sums)` logs their sums (and the
+    step count, last) every `log_every` steps."""
     batch, size = cfg["batch"], cfg["crop_cells"]
 
     def save() -> None:
@@ -171,7 +172,7 @@ def train_loop(args, cfg: dict, key: str, module: torch.nn.Module, opt: torch.op
         decay = args.minutes is not None and elapsed >= cfg.get("decay_at", 0.8) * args.minutes * 60
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * (cfg.get("lr_final_factor", 0.1) if decay else 1.0)
-        y = random_latents(train, batch, size, gen)
+        y = sample(train, batch, size, gen)
         q = torch.rand(batch, generator=gen) * (levels - 1)
         kmap = random_offset_maps(batch, size, gen, cfg.get("p_flat_map", 0.5))
         loss, logged = batch_loss(y, q, kmap)

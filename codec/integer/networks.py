@@ -152,7 +152,8 @@ def snap_weights(seq: nn.Sequential, weight_bits: int, samples: list[torch.Tenso
 class IntegerContextNet:
     """Integer checkerboard context network (codec/model/context.py): anchor symbols and
     log2(sigma / delta) in, at scale 2^-LR_BITS; mean shift (steps) and log2-scale shift out, at
-    scales `s_dmu` and `s_dlr` (powers of two)."""
+    scales `s_dmu` and `s_dlr` (powers of two). Also the latent residual prediction's network
+    (`LatentResidual`, `residual`): one output, at scale `s_dmu`."""
 
     layers: list[IntLayer]
     s_dmu: float
@@ -175,6 +176,13 @@ class IntegerContextNet:
         m = out.shape[0] // 2
         return out[:m] * self.s_dmu, out[m:] * self.s_dlr
 
+    @torch.inference_mode()
+    def residual(self, symbols: np.ndarray, log2_ratio: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """The predicted residual in steps (float64, exact dyadic) of every element from all
+        symbols and log2(sigma / delta), each (channels, h, w)."""
+        x = run_layers(self.layers, self.inputs(symbols, log2_ratio).to(device))
+        return x[0].cpu().numpy().astype(np.float64) * self.s_dmu
+
     @staticmethod
     def inputs(s_anchor: np.ndarray, log2_ratio: np.ndarray) -> torch.Tensor:
         """The integer input (1, 2M, h, w): the float model's `CheckerboardContext.inputs` x 2^LR_BITS."""
@@ -195,14 +203,16 @@ class IntegerContextNet:
         return cls(layers_from_dict(d), s_dmu, s_dlr)
 
 
-def build_integer_context(seq: nn.Sequential, inputs: list[torch.Tensor], weight_bits: int = 16) -> IntegerContextNet:
+def build_integer_context(seq: nn.Sequential, inputs: list[torch.Tensor], weight_bits: int = 16,
+                          scale_shifts: bool = True) -> IntegerContextNet:
     """Quantize a context network (`CheckerboardContext.net`, or one of `ChannelSlices.nets`) from
     calibration inputs (`CheckerboardContext.inputs` tensors). Its output: mean shifts, then
-    log2-scale shifts."""
+    log2-scale shifts; without `scale_shifts` (`LatentResidual.net`) one output, residuals."""
     maxima = calibrate(seq, inputs)
-    half = conv_layers(seq)[-1][0].out_channels // 2
+    n_out = conv_layers(seq)[-1][0].out_channels
+    half = n_out // 2 if scale_shifts else n_out
     s_dmu = pow2_scale(float(maxima[-1][:half].max()))
-    s_dlr = pow2_scale(float(maxima[-1][half:].max()))
-    last = np.concatenate([np.full(half, s_dmu), np.full(half, s_dlr)])
+    s_dlr = pow2_scale(float(maxima[-1][half:].max())) if scale_shifts else s_dmu
+    last = np.concatenate([np.full(half, s_dmu), np.full(n_out - half, s_dlr)])
     layers, _ = quantize_sequence(seq, maxima, 2.0 ** -LR_BITS, IN_MAX, last, weight_bits)
     return IntegerContextNet(layers, s_dmu, s_dlr)

@@ -101,3 +101,23 @@ class ChannelSlices(nn.Module):
                 d_lr.append(out[:, self.C:] * a)
             symbols.append(quantize(r[:, ch] - d_mu[g], log2_ratio[:, ch] + d_lr[g]).detach())
         return torch.cat(d_mu, 1), torch.cat(d_lr, 1), torch.cat(symbols, 1)
+
+
+class LatentResidual(nn.Module):
+    """Latent residual prediction (Minnen & Singh 2020): what rounding and RDOQ took from each
+    latent, in steps, predicted from everything the decoder has once y is decoded (every symbol and
+    the log2(sigma / delta) it was coded with), so the decoder puts the latent back at
+    mu + (s + p) * delta instead of the centre of its bin. The rate does not change. Same first
+    layer and integer inputs as `CheckerboardContext` (so the same integer form runs it); the last
+    layer starts at zero (the bin centres)."""
+
+    def __init__(self, M: int, hidden: int = 128, kernel: int = 3):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(2 * M, hidden, kernel, padding=kernel // 2), nn.ReLU(),
+                                 nn.Conv2d(hidden, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, M, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, symbols: torch.Tensor, log2_ratio: torch.Tensor) -> torch.Tensor:
+        """The predicted residual (B, M, h, w) in steps."""
+        return self.net(CheckerboardContext.inputs(symbols, log2_ratio))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..entropy.rdoq import KAPPA
-from .context import ChannelSlices, CheckerboardContext, anchor_mask
+from .context import ChannelSlices, CheckerboardContext, LatentResidual, anchor_mask
 from .layers import GDN, FactorizedPrior
 
 SCALE_MIN = 0.11  # smallest scale of the CDF table (in units of the quantization step)
@@ -35,7 +35,7 @@ class VariableRateHyperprior(nn.Module):
     def __init__(self, N: int = 128, M: int = 192, Nz: int = 128, levels: int = 6,
                  lambdas: tuple[float, ...] = (0.0006, 0.0018, 0.0054, 0.016, 0.048, 0.15),
                  hyper_gain: bool = False, context: dict | None = None, slices: dict | None = None,
-                 rest_slices: dict | None = None):
+                 rest_slices: dict | None = None, residual: dict | None = None):
         super().__init__()
         self.config = dict(N=N, M=M, Nz=Nz, levels=levels, lambdas=list(lambdas))
         if hyper_gain:
@@ -50,6 +50,8 @@ class VariableRateHyperprior(nn.Module):
             if slices is None:
                 raise ValueError("channel slices of the non-anchors need those of the anchors")
             self.config["rest_slices"] = dict(rest_slices)
+        if residual is not None:
+            self.config["residual"] = dict(residual)
         self.M, self.levels, self.hyper_gain = M, levels, hyper_gain
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
@@ -64,6 +66,8 @@ class VariableRateHyperprior(nn.Module):
         self.slices = ChannelSlices(M, **slices) if slices is not None else None
         # channel-conditional context of the non-anchors, after the checkerboard's correction (v12)
         self.rest_slices = ChannelSlices(M, **rest_slices) if rest_slices is not None else None
+        # latent residual prediction: the decoder's y_hat beyond the bin centres (v13; None: centres)
+        self.residual = LatentResidual(M, **residual) if residual is not None else None
         # learned log2 quantization steps, one vector per quality level (level 0 = coarsest)
         init = torch.linspace(1.5, -2.5, levels).unsqueeze(1).repeat(1, M)
         self.log2_steps = nn.Parameter(init)
@@ -147,6 +151,9 @@ class VariableRateHyperprior(nn.Module):
         r_round = r + (torch.round(r) - r).detach()
         scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
         bits_y = -torch.log2(gaussian_mass(r_noisy, scale).clamp_min(1e-9)).sum()
+        if self.residual is not None:   # from the symbols (as plainly rounded here) and coded scales
+            with torch.autocast(r.device.type, enabled=False):
+                shift = shift + self.residual(torch.round(r).detach(), log2_ratio)
         x_hat = self.g_s[1:](self._fp32(self.g_s[0], mu + (r_round + shift) * delta)).float()
         return dict(x_hat=x_hat, bits_y=bits_y, bits_z=bits_z)
 

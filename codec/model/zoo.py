@@ -23,8 +23,8 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3", 4: "bitlens-hp-v4",
                           5: "bitlens-hp-v5", 6: "bitlens-hp-v6", 7: "bitlens-hp-v7",
                           8: "bitlens-hp-v8", 10: "bitlens-hp-v10", 11: "bitlens-hp-v11",
-                          12: "bitlens-hp-v12"}   # v9: trained, not shipped
-DEFAULT_MODEL_ID = 12
+                          12: "bitlens-hp-v12", 13: "bitlens-hp-v13"}   # v9: trained, not shipped
+DEFAULT_MODEL_ID = 13
 
 
 def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7) -> FreqTable:
