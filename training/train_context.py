@@ -67,6 +67,26 @@ def hyper_residuals(net, y, q, kmap) -> tuple[torch.Tensor, torch.Tensor, torch.
     return bits_z, (y - mu) / torch.exp2(log2_delta), log2_sigma - log2_delta, log2_delta
 
 
+def through_context(net, r, log2_ratio, anchor_slices, rest_slices=None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y's residual in steps and log2(sigma / delta) once the context models have corrected them as
+    the encoder codes y (the anchors channel group by group with `anchor_slices`, the checkerboard
+    network from the anchors, then the non-anchors by groups with `rest_slices` if given), and the
+    RDOQ symbols of the anchors and of the non-anchors (zero without `rest_slices`), each zero on the
+    other half. The checkerboard network sees the anchors as it was trained: symbol plus mean shift,
+    from the hyperprior's mean, with the hyperprior's scales."""
+    anchors = anchor_mask(*r.shape[-2:], device=r.device)
+    a = anchors.to(r.dtype)
+    d_mu, d_lr, sym_a = anchor_slices(r, log2_ratio, anchors, rdoq_symbols)
+    c_mu, c_lr = net.context(((sym_a + d_mu) * a).detach(), log2_ratio)
+    r, log2_ratio = r - d_mu - c_mu * (1 - a), log2_ratio + d_lr + c_lr * (1 - a)
+    sym_n = torch.zeros_like(r)
+    if rest_slices is not None:
+        e_mu, e_lr, sym_n = rest_slices(r, log2_ratio, ~anchors, rdoq_symbols, known=(sym_a * a).detach())
+        r, log2_ratio = r - e_mu, log2_ratio + e_lr
+    return r, log2_ratio, sym_a * a, sym_n * (1 - a)
+
+
 def rates(net, ctx, y, q, kmap, noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bits of z and the anchors, of the non-anchors with the hyperprior only, and of the non-anchors
     with the context model (noise proxy for training, real rounding for evaluation)."""

@@ -29,24 +29,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.model.context import LatentResidual, anchor_mask  # noqa: E402
-from codec.model.hyperprior import rdoq_symbols  # noqa: E402
+from codec.model.context import LatentResidual  # noqa: E402
 from training.train import load_photos, open_log, random_batch, weighted_mse  # noqa: E402
-from training.train_context import hyper_residuals, load_backbone, resume, train_loop, training_args  # noqa: E402
+from training.train_context import (hyper_residuals, load_backbone, resume, through_context, train_loop,  # noqa: E402
+                                    training_args)
 
 
 @torch.no_grad()
 def coded(net, y, q, kmap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """y in steps from its final mean, the symbols (RDOQ), the log2(sigma / delta) they are coded
     with and log2 delta, as the frozen model's encoder has them."""
-    _, r, lr, log2_delta = hyper_residuals(net, y, q, kmap)
-    anchors = anchor_mask(*y.shape[-2:], device=y.device)
-    a = anchors.to(r.dtype)
-    d_mu, d_lr, sym_a = net.slices(r, lr, anchors, rdoq_symbols)
-    c_mu, c_lr = net.context((sym_a + d_mu) * a, lr)
-    r, lr = r - d_mu - c_mu * (1 - a), lr + d_lr + c_lr * (1 - a)
-    e_mu, e_lr, sym_n = net.rest_slices(r, lr, ~anchors, rdoq_symbols, known=sym_a * a)
-    return r - e_mu, sym_a * a + sym_n * (1 - a), lr + e_lr, log2_delta
+    _, r, log2_ratio, log2_delta = hyper_residuals(net, y, q, kmap)
+    r, log2_ratio, sym_a, sym_n = through_context(net, r, log2_ratio, net.slices, net.rest_slices)
+    return r, sym_a + sym_n, log2_ratio, log2_delta
 
 
 def distortions(net, residual: LatentResidual, x, q, kmap) -> tuple[torch.Tensor, torch.Tensor]:

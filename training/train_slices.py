@@ -32,10 +32,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.model.context import ChannelSlices, anchor_mask  # noqa: E402
-from codec.model.hyperprior import SCALE_MIN, gaussian_mass, rdoq_symbols  # noqa: E402
+from codec.model.hyperprior import SCALE_MIN, gaussian_mass  # noqa: E402
 from training.train import open_log  # noqa: E402
-from training.train_context import (cached_latents, hyper_residuals, load_backbone, resume, train_loop,  # noqa: E402
-                                    training_args)
+from training.train_context import (cached_latents, hyper_residuals, load_backbone, resume, through_context,  # noqa: E402
+                                    train_loop, training_args)
 
 
 def rates(net, slices: ChannelSlices, y, q, kmap, noise: bool, part: str = "anchors"
@@ -44,18 +44,11 @@ def rates(net, slices: ChannelSlices, y, q, kmap, noise: bool, part: str = "anch
     trained `slices` on the anchors or, `part` "rest", on the non-anchors; noise proxy for
     training, real rounding for evaluation."""
     bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap)
-    anchors = anchor_mask(*y.shape[-2:], device=y.device)
-    a = anchors.to(r.dtype)
-    d_mu, d_lr, symbols = (slices if part == "anchors" else net.slices)(r, log2_ratio, anchors, rdoq_symbols)
-    # the anchors from the hyperprior's mean, with its scales, as the context network was trained
-    anchor_values = (symbols + d_mu).detach() * a
-    c_mu, c_lr = net.context(anchor_values, log2_ratio)
-    r, log2_ratio = r - d_mu - c_mu * (1 - a), log2_ratio + d_lr + c_lr * (1 - a)
-    if part == "rest":
-        e_mu, e_lr, _ = slices(r, log2_ratio, ~anchors, rdoq_symbols, known=(symbols * a).detach())
-        r, log2_ratio = r - e_mu, log2_ratio + e_lr
+    r, log2_ratio, _, _ = through_context(net, r, log2_ratio, slices if part == "anchors" else net.slices,
+                                          slices if part == "rest" else None)
     v = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
     bits = -torch.log2(gaussian_mass(v, torch.exp2(log2_ratio).clamp_min(SCALE_MIN)).clamp_min(1e-9))
+    a = anchor_mask(*y.shape[-2:], device=y.device).to(r.dtype)
     return bits_z, (bits * a).sum(), (bits * (1 - a)).sum()
 
 
