@@ -150,19 +150,26 @@ def resume(path: str, key: str, module: torch.nn.Module, opt: torch.optim.Optimi
     return state["step"], state["seconds"]
 
 
+def split_photos(cfg: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(train, holdout): every photo of the config's folder or folders at every scale (load_photos),
+    the last `holdout` photos of the first folder apart."""
+    folders = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
+    scales = cfg.get("scales", [1.0])
+    train, holdout = [], []
+    for i, folder in enumerate(folders):
+        photos = load_photos(folder, scales, torch.device("cpu"))
+        n_keep = len(photos) - (len(scales) * cfg.get("holdout", 0) if i == 0 else 0)
+        train += photos[:n_keep]
+        holdout += photos[n_keep:]
+    return train, holdout
+
+
 def cached_latents(net: VariableRateHyperprior, cfg: dict, path: str) -> dict:
-    """{"train": [...], "holdout": [...]}: y of every photo of the config's folder or folders (x
-    scales x mirror image), the last `holdout` photos of the first folder apart; computed once."""
+    """{"train": [...], "holdout": [...]}: y of every photo of `split_photos` and of its mirror
+    image; computed once."""
     if not os.path.exists(path):
         t0 = time.time()
-        folders = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
-        scales = cfg.get("scales", [1.0])
-        train, holdout = [], []
-        for i, folder in enumerate(folders):
-            lat = photo_latents(net, load_photos(folder, scales, torch.device("cpu")))
-            n_keep = len(lat) - (2 * len(scales) * cfg.get("holdout", 0) if i == 0 else 0)
-            train += lat[:n_keep]
-            holdout += lat[n_keep:]
+        train, holdout = (photo_latents(net, photos) for photos in split_photos(cfg))
         torch.save(dict(train=train, holdout=holdout), path + ".tmp")
         os.replace(path + ".tmp", path)
         print(f"cached {len(train) + len(holdout)} latents in {time.time() - t0:.0f} s", flush=True)

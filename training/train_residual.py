@@ -14,7 +14,7 @@ scales as the encoder codes them, RDOQ included) without gradients, then the new
 synthesis (bf16 autocast) with them.
 
     python training/train_residual.py --config training/configs/v13-residual-cpu.json \\
-        --ckpt checkpoints/v13lrp/last.pt --minutes 70
+        --ckpt checkpoints/v13lrp/last.pt --minutes 42
 
 Resumable: state is saved atomically to --ckpt; logs go to <ckpt dir>/log.csv (the loss, and the
 same crops' distortion at the bin centres). The last `holdout` photos of the first data folder are
@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.model.context import LatentResidual  # noqa: E402
-from training.train import load_photos, open_log, random_batch, weighted_mse  # noqa: E402
-from training.train_context import (hyper_residuals, load_backbone, resume, through_context, train_loop,  # noqa: E402
-                                    training_args)
+from training.train import open_log, random_batch, weighted_mse  # noqa: E402
+from training.train_context import (hyper_residuals, load_backbone, resume, split_photos, through_context,  # noqa: E402
+                                    train_loop, training_args)
 
 
 @torch.no_grad()
@@ -69,12 +69,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     step, seconds = resume(args.ckpt, "residual", residual, opt, gen)
     print(f"{sum(p.numel() for p in residual.parameters())} parameters", flush=True)
-    folders = cfg["data"] if isinstance(cfg["data"], list) else [cfg["data"]]
-    photos = load_photos(folders[0], cfg["scales"], torch.device("cpu"))[:-cfg["holdout"] * len(cfg["scales"])]
-    for folder in folders[1:]:
-        photos += load_photos(folder, cfg["scales"], torch.device("cpu"))
     batch, size = cfg["batch"], cfg["crop_cells"]
-    photos = [p for p in photos if min(p.shape[-2:]) >= size * 16]
+    photos = [p for p in split_photos(cfg)[0] if min(p.shape[-2:]) >= size * 16]
     log, writer = open_log(args.ckpt, ["step", "seconds", "lr", "log_distortion", "log_distortion_centres"])
 
     def batch_loss(x, q, kmap):

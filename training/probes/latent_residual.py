@@ -41,11 +41,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from codec.color import to_10bit  # noqa: E402
 from codec.engine import LearnedCodec, Symbols  # noqa: E402
-from codec.metrics import psnr  # noqa: E402
 from codec.model.context import LatentResidual  # noqa: E402
-from training.probes.recon_offsets import crop  # noqa: E402
+from training.probes.recon_offsets import psnr_changes  # noqa: E402
 from training.train import random_offset_maps  # noqa: E402
 from training.train_context import cached_latents, load_backbone, random_latents  # noqa: E402
 from training.train_residual import coded  # noqa: E402
@@ -109,23 +107,7 @@ def main() -> None:
         return np.clip(sy.mu + (sy.s + p) * sy.delta, -1e4, 1e4)
 
     paths = sorted(glob.glob("../shared/data/train-photos/*.png"))[-args.held_out:]
-    gain: dict = {}
-    for path in paths:
-        ref = crop(path).y10()
-        for filtered in (False, True):
-            an = codec.analyze(crop(path), loop_filter=filtered)
-            for q in args.codes:
-                sy = codec.symbols(an, q)
-                out = []
-                for hook in (None, y_hat):
-                    codec.__dict__.pop("y_hat", None)
-                    if hook is not None:
-                        codec.y_hat = hook
-                    sy.filters.clear()
-                    out.append(psnr(ref, to_10bit(codec.reconstruct(an, q)[..., 0])))
-                codec.__dict__.pop("y_hat", None)
-                gain.setdefault((filtered, q), []).append(out[1] - out[0])
-        print(path, {k: round(v[-1], 3) for k, v in gain.items()}, flush=True)
+    gain = {k[1:]: v for k, v in psnr_changes(codec, paths, args.codes, {"residual": y_hat}).items()}
     print("| loop filter | " + " | ".join(str(q) for q in args.codes) + " |")
     for filtered in (False, True):
         print(f"| {'on' if filtered else 'off'} | " + " | ".join(f"{np.mean(gain[(filtered, q)]):+.3f}" for q in args.codes) + " |")

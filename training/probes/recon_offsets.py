@@ -25,6 +25,7 @@ import glob
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -43,17 +44,38 @@ def buckets(s: np.ndarray) -> np.ndarray:
     return np.clip(np.abs(s), 1, BUCKETS) - 1
 
 
-def with_offsets(codec: LearnedCodec, theta: np.ndarray | None) -> None:
-    """Make this codec instance (encoder's filter fit and decoder alike) reconstruct with `theta`
-    (rows, BUCKETS) in steps, or at the bin centres (None)."""
-    if theta is None:
-        codec.__dict__.pop("y_hat", None)
-        return
-
+def offsets(theta: np.ndarray) -> Callable[[Symbols], np.ndarray]:
+    """A `LearnedCodec.y_hat` that puts nonzero symbols back `theta` (rows, BUCKETS) steps off
+    their bin centres."""
     def y_hat(sy: Symbols) -> np.ndarray:
         shift = np.where(sy.s != 0, theta[sy.rows, buckets(sy.s)] * np.sign(sy.s), 0.0)
         return np.clip(sy.mu + (sy.s + shift) * sy.delta, -1e4, 1e4)
-    codec.y_hat = y_hat
+    return y_hat
+
+
+def psnr_changes(codec: LearnedCodec, paths: list[str], codes: list[int],
+                 reconstructions: dict[str, Callable[[Symbols], np.ndarray]]) -> dict[tuple, list[float]]:
+    """PSNR-Y of each of `reconstructions` (a `y_hat` put in the codec instance's place, encoder's
+    filter fit and decoder alike) minus that at the bin centres, per (name, loop filter, code), one
+    value per photo of `paths` (768x512 crops); with the loop filter it is fitted again on each."""
+    gain: dict[tuple, list[float]] = {}
+    for path in paths:
+        ref = crop(path).y10()
+        for filtered in (False, True):
+            an = codec.analyze(crop(path), loop_filter=filtered)
+            for q in codes:
+                sy = codec.symbols(an, q)
+                psnrs = {}
+                for name, y_hat in {"centre": None, **reconstructions}.items():
+                    codec.__dict__.pop("y_hat", None)
+                    if y_hat is not None:
+                        codec.y_hat = y_hat
+                    sy.filters.clear()
+                    psnrs[name] = psnr(ref, to_10bit(codec.reconstruct(an, q)[..., 0]))
+                for name in reconstructions:
+                    gain.setdefault((name, filtered, q), []).append(psnrs[name] - psnrs["centre"])
+        codec.__dict__.pop("y_hat", None)
+    return gain
 
 
 def crop(path: str, size=(512, 768), at=(0, 0)):
@@ -128,21 +150,7 @@ def main() -> None:
     tables = {f"centroid x {a:g}": a * cent for a in args.scales}
     if args.fit_steps:
         tables["fitted"] = fitted(codec, train, args.fit_steps, np.random.default_rng(11))
-    gain = {}   # (table, filter, code) -> PSNR-Y differences against the bin centres
-    for path in held:
-        ref = crop(path).y10()
-        for filtered in (False, True):
-            an = codec.analyze(crop(path), loop_filter=filtered)
-            for q in args.codes:
-                sy = codec.symbols(an, q)
-                psnrs = {}
-                for name, theta in {"centre": None, **tables}.items():
-                    with_offsets(codec, theta)
-                    sy.filters.clear()      # the loop filter is fitted again on each reconstruction
-                    psnrs[name] = psnr(ref, to_10bit(codec.reconstruct(an, q)[..., 0]))
-                for name in tables:
-                    gain.setdefault((name, filtered, q), []).append(psnrs[name] - psnrs["centre"])
-        with_offsets(codec, None)
+    gain = psnr_changes(codec, held, args.codes, {name: offsets(theta) for name, theta in tables.items()})
     print(f"\nPSNR-Y change against the bin centres, mean over the last {len(held)} training photos (768x512), "
           "dB, by quality code")
     print("| table | loop filter | " + " | ".join(str(q) for q in args.codes) + " |")
