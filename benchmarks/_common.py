@@ -34,3 +34,10 @@ def emit(lines: list[str], args) -> None:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text + "\n")
+
+
+def machine_line() -> str:
+    """The CPU and the instruction set torch uses, for tables whose seconds depend on them."""
+    from codec.devices import machine_info
+    m = machine_info()
+    return f"{m['cpu']}, {m['cpu_capability']}, {m['threads']} threads, torch {m['torch']}"

@@ -31,6 +31,7 @@ import torch
 from .engine import LearnedCodec, available_devices, runs_integer
 from .entropy.bitstream import Bitstream
 from .errors import BitlensError
+from .integer import fixedpoint
 
 CAPABILITIES = ("default", "avx2", "avx512")
 DECODERS = ("integer", "float")
@@ -100,7 +101,8 @@ def machine_info() -> dict:
         pass
     return dict(platform=platform.platform(), cpu=cpu, python=platform.python_version(),
                 torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
-                cpu_capability=torch.backends.cpu.get_cpu_capability())
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                integer_products="int8" if fixedpoint.int8_products() else "float64")
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:
@@ -237,6 +239,14 @@ def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
             note(f"{dec} decoder, {t} thread(s)")
             with _threads(t):
                 results.append((f"cpu {t} thread{'s' if t > 1 else ''}", dec, decode_once(codec, data, dec)))
+    # the integer decoder's other CPU kernel (int8 or float64 products, `fixedpoint.int8_products`):
+    # the same integers by another route, often several times slower here
+    other = not fixedpoint.int8_products()
+    if fixedpoint.INT8_AVAILABLE:
+        kind = "int8" if other else "float64"
+        note(f"integer decoder, {kind} products")
+        with _threads(n), fixedpoint.forced_products(other):
+            results.append((f"cpu {n} threads, {kind} products", "integer", decode_once(codec, data, "integer")))
     for device, label in accelerators():
         for dec in DECODERS:
             if dec == "integer" and not runs_integer(device):

@@ -143,11 +143,26 @@ def test_latent_residual_network_equals_its_int64_reference(monkeypatch, int8_pr
     assert np.array_equal(got, x[0].numpy() * net.s_dmu) and np.abs(got).max() > 0
 
 
-def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec, monkeypatch):
+def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec):
     data = _encode_small(tmp_path, codec).read_bytes()
-    int8 = pixel_sha256(codec.decode(data).pixels)
-    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", False)
-    assert pixel_sha256(codec.decode(data).pixels) == int8
+    with fixedpoint.forced_products(True):
+        int8 = pixel_sha256(codec.decode(data).pixels)
+    with fixedpoint.forced_products(False):
+        assert pixel_sha256(codec.decode(data).pixels) == int8
+
+
+def test_the_cpu_kernel_is_the_faster_one_unless_forced(monkeypatch):
+    # both kernels are exact; which runs is measured once per process (an AVX2-only CPU ran int8
+    # products 12x slower than float64), or forced by BITLENS_INT8_PRODUCTS
+    assert isinstance(fixedpoint.int8_faster_than_float64(), bool)
+    for forced, expected in (("0", False), ("1", fixedpoint.INT8_AVAILABLE)):
+        monkeypatch.setattr(fixedpoint, "INT8_MATMUL", None if fixedpoint.INT8_AVAILABLE else False)
+        monkeypatch.setenv("BITLENS_INT8_PRODUCTS", forced)
+        assert fixedpoint.int8_products() is expected
+    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", None if fixedpoint.INT8_AVAILABLE else False)
+    monkeypatch.delenv("BITLENS_INT8_PRODUCTS")
+    monkeypatch.setattr(fixedpoint, "int8_faster_than_float64", lambda: False)
+    assert fixedpoint.int8_products() is False
 
 
 def test_integer_decoder_matches_float_closely(codec):
@@ -170,7 +185,10 @@ def test_one_hash_across_threads_and_instruction_sets(tmp_path, codec):
     p = _encode_small(tmp_path, codec)
     report = compare_backends(str(p), threads=2, subprocesses=True)
     ints = [r for r in report.rows if r.decoder == "integer"]
-    assert len(ints) == 5 and len({r.sha256 for r in ints}) == 1
+    # 1 and 2 threads, the other CPU kernel (int8 or float64 products), three instruction sets
+    assert len(ints) == 6 and len({r.sha256 for r in ints}) == 1
+    other = "float64" if report.machine["integer_products"] == "int8" else "int8"
+    assert [r.config for r in ints].count(f"cpu 2 threads, {other} products") == 1
     assert all(r.mismatches == 0 and r.max_diff == 0 for r in ints)
     floats = [r for r in report.rows if r.decoder == "float"]
     assert all(r.scale_index_mismatches is not None for r in floats)

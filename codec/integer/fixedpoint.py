@@ -7,12 +7,12 @@ accumulator's scale, and a per-channel requantization multiplier and shift:
                                                   because |acc| <= ACC_LIMIT = 2^53 is proven below
     x_out = clamp((acc * mult + 2^(shift-1)) >> shift, lo, hi)     int64, rounds half up
 
-On the CPU the convolution runs as int8 matrix products with int32 accumulators (`int8_conv`):
-16-bit activations and weights are split into 8-bit halves, so the four products of halves (two
-for 8-bit weights), grouped by power of 2^8 into three matrix products, give the exact sum; the
-wide g_s layers run about 3x faster than in float64 on this CPU (AVX-512 VNNI / AMX), and a
-768x512 decode took 0.31 s instead of 0.59 s when they came in (0.26-0.31 s since, with the
-loop filter, depending on the hour). Elsewhere it runs as float64,
+On a CPU with fast int8 dot products the convolution runs as int8 matrix products with int32
+accumulators (`int8_conv`): 16-bit activations and weights are split into 8-bit halves, so the
+four products of halves (two for 8-bit weights), grouped by power of 2^8 into three matrix
+products, give the exact sum; the wide g_s layers run about 3x faster than in float64 on a CPU
+with AVX-512 VNNI / AMX, and a 768x512 decode took 0.31 s instead of 0.59 s when they came in.
+Where int8 products are slow (AVX2 alone: 12x slower than float64) and off the CPU it runs as float64,
 exact because every partial sum is an integer below 2^53, so any summation order (threads, SIMD
 width, blocking) gives the same exact result; CPU float64 convolutions use im2col + GEMM, never
 Winograd or FFT. On CUDA the layers run with cuDNN disabled, so PyTorch's own
@@ -22,7 +22,10 @@ for the tests.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -114,13 +117,13 @@ class IntLayer:
 
     def prepare(self) -> None:
         """Pack the int8 weight pieces now (once per layer) rather than in the first forward."""
-        if INT8_MATMUL and (self._int8_subpixel or not self.transposed):
+        if int8_products() and (self._int8_subpixel or not self.transposed):
             self._int8_params()
 
     def _use_int8(self, x: torch.Tensor) -> bool:
         """int8 products on the CPU for 16-bit inputs (not for a stride-1 transposed layer, which
         no shipped model has)."""
-        return (x.device.type == "cpu" and INT8_MATMUL and self.in_max < 1 << 15
+        return (x.device.type == "cpu" and int8_products() and self.in_max < 1 << 15
                 and (self._int8_subpixel or not self.transposed))
 
     def _forward_int8(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,7 +232,68 @@ class IntLayer:
 # torch._int_mm (int8 x int8 -> int32 matrix product) is private but has been in PyTorch since 2.1
 # and is what torchao's int8 kernels build on; without it the layers fall back to float64.
 # int8_conv reads the bytes of int16 values, so it needs a little-endian machine.
-INT8_MATMUL = hasattr(torch, "_int_mm") and sys.byteorder == "little"
+# Both kernels give the same integers; which is faster depends on the CPU. With int8 dot products
+# (AVX-512 VNNI, AMX) the int8 form ran the wide g_s layers 3x faster than float64; on an AVX2-only
+# AMD EPYC (2026-11-27) torch._int_mm ran 12x *slower* than a float64 product of the same matrices
+# and a 768x512 encode took 11.6 s instead of 1.1-1.3 s. So each process measures both once
+# (`int8_products`); BITLENS_INT8_PRODUCTS=1 or 0 forces the choice. None: not measured yet.
+INT8_AVAILABLE = hasattr(torch, "_int_mm") and sys.byteorder == "little"
+INT8_MATMUL: bool | None = None if INT8_AVAILABLE else False
+
+
+def int8_products() -> bool:
+    """Whether the CPU layers use int8 matrix products (else float64 ones): forced by
+    BITLENS_INT8_PRODUCTS, else whichever ran faster here (measured once per process)."""
+    global INT8_MATMUL
+    if INT8_MATMUL is None:
+        forced = os.environ.get("BITLENS_INT8_PRODUCTS", "").strip()
+        INT8_MATMUL = forced == "1" if forced in ("0", "1") else int8_faster_than_float64()
+    return INT8_MATMUL
+
+
+@contextlib.contextmanager
+def forced_products(int8: bool):
+    """A block in which the CPU layers use int8 products (True) or float64 ones (False), whichever
+    this machine would pick: for showing that both give the same pixels (`codec.devices`)."""
+    global INT8_MATMUL
+    old = INT8_MATMUL
+    INT8_MATMUL = int8 and INT8_AVAILABLE
+    try:
+        yield
+    finally:
+        INT8_MATMUL = old
+
+
+def int8_faster_than_float64(rows: int = 128, k: int = 576, cout: int = 128) -> bool:
+    """Whether a 16-bit layer's int8 products (high and low pieces over K, the middle group over 2K:
+    `Int8Weights.products`) take less time than one float64 product over K, on random matrices of
+    a g_s layer's width. A few milliseconds where int8 is fast; where it is slow, the int8 side
+    stops after its first try (90 ms in all on the AVX2 EPYC)."""
+    gen = torch.Generator().manual_seed(0)
+    a8 = torch.randint(-128, 128, (rows, 2 * k), dtype=torch.int8, generator=gen)
+    w8 = torch.randint(-128, 128, (2 * k, cout), dtype=torch.int8, generator=gen)
+    a64, w64 = a8[:, :k].double(), w8[:k].double()
+
+    def seconds(f: Callable[[], object]) -> float:
+        t0 = time.perf_counter()
+        f()
+        return time.perf_counter() - t0
+
+    def int8() -> None:
+        for a, w in ((a8[:, :k], w8[:k]), (a8, w8), (a8[:, k:], w8[k:])):
+            torch._int_mm(a, w)
+
+    def float64() -> None:
+        torch.mm(a64, w64)
+
+    float64(), int8()                         # warm-up: first-call dispatch and allocation
+    f64 = min(seconds(float64) for _ in range(3))
+    best = float("inf")
+    for _ in range(3):
+        best = min(best, seconds(int8))
+        if best > 2 * f64:                    # clearly slower: no need to look again
+            break
+    return best < f64
 
 
 @dataclass
