@@ -143,6 +143,21 @@ def test_latent_residual_network_equals_its_int64_reference(monkeypatch, int8_pr
     assert np.array_equal(got, x[0].numpy() * net.s_dmu) and np.abs(got).max() > 0
 
 
+@pytest.mark.parametrize("int8", [True, False], ids=["int8", "float64"])
+def test_every_other_output_equals_the_full_convolution_subsampled(codec, int8):
+    # the context networks' first layer computes only the checkerboard half it needs, as a stride-2
+    # convolution: the same integers as the full layer at those cells, on even and odd grids
+    layer = codec.context.layers[0]
+    gen = torch.Generator().manual_seed(1)
+    with fixedpoint.forced_products(int8):
+        for h, w in ((6, 8), (7, 5)):
+            x = torch.randint(-layer.in_max, layer.in_max + 1, (1, layer.weight.shape[1], h, w), generator=gen)
+            full = layer.forward(x.clone()).to(torch.int64)
+            for r0, c0 in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                part = layer.forward_every_other(x.clone(), r0, c0).to(torch.int64)
+                assert torch.equal(part, full[..., r0::2, c0::2]), (h, w, r0, c0)
+
+
 def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec):
     data = _encode_small(tmp_path, codec).read_bytes()
     with fixedpoint.forced_products(True):
