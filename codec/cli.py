@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--compare", nargs="+", default=[], metavar="OTHER.json", help="reports from other machines")
     v.add_argument("--threads", type=int, default=None, help="the N of the N-thread configuration")
     v.add_argument("--no-subprocess", action="store_true", help="skip the ATEN_CPU_CAPABILITY subprocesses")
+    v.add_argument("--other-kernel", action=argparse.BooleanOptionalAction, default=None,
+                   help="also decode with the integer CPU kernel (int8 or float64 products) this process did "
+                        "not pick (default: where it measured at most 4x slower)")
 
     i = sub.add_parser("info", help="describe a bitstream")
     i.add_argument("input", metavar="IN")
@@ -189,7 +192,7 @@ def _devices(args) -> int:
 
     others = [load_report(p) for p in args.compare]
     report = compare_backends(args.input, args.threads, not args.no_subprocess,
-                              progress=lambda m: sys.stderr.write(f"  {m}\n"))
+                              progress=lambda m: sys.stderr.write(f"  {m}\n"), other_kernel=args.other_kernel)
     lines = [f"{'configuration':32} {'decoder':8} {'sha256':16} {'mismatch':>8} {'maxdiff':>7} "
              f"{'raw':>8} {'scale-idx':>9} {'seconds':>8}"]
     for r in report.rows:

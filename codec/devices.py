@@ -34,6 +34,9 @@ from .errors import BitlensError
 from .integer import fixedpoint
 
 CAPABILITIES = ("default", "avx2", "avx512")
+# the integer decoder's other CPU kernel runs by default only if it measured at most this many times
+# slower than the chosen one
+OTHER_KERNEL_MAX_SLOWDOWN = 4.0
 DECODERS = ("integer", "float")
 
 
@@ -103,6 +106,15 @@ def machine_info() -> dict:
                 torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 integer_products="int8" if fixedpoint.int8_products() else "float64")
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:
+        return set()
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:
@@ -190,10 +202,12 @@ def _subprocess_decode(path: str, capability: str, threads: int, timeout: float 
 
 
 def compare_backends(path: str, threads: int | None = None, subprocesses: bool = True,
-                     progress=None, keep_pixels: bool = False, should_stop=None) -> DeviceReport:
+                     progress=None, keep_pixels: bool = False, should_stop=None,
+                     other_kernel: bool | None = None) -> DeviceReport:
     """Decode the bitstream at `path` on every configuration available here (`keep_pixels`: keep each
     row's decoded pixels in `report.pixels`; `should_stop()`: checked between configurations, stops
-    early with the rows done so far)."""
+    early with the rows done so far; `other_kernel`: also decode with the integer kernel this
+    process did not choose, None: where it measured at most OTHER_KERNEL_MAX_SLOWDOWN times slower)."""
     try:
         data = open(path, "rb").read()
     except OSError as exc:
@@ -210,7 +224,7 @@ def compare_backends(path: str, threads: int | None = None, subprocesses: bool =
             progress(msg)
 
     try:
-        _run_configs(path, data, codec, n, subprocesses, results, note)
+        _run_configs(path, data, codec, n, subprocesses, results, note, other_kernel)
     except _Stopped:
         pass
     report = DeviceReport(machine_info(), bs.model_id, hashlib.sha256(data).hexdigest())
@@ -232,7 +246,7 @@ class _Stopped(Exception):
     pass
 
 
-def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
+def _run_configs(path, data, codec, n, subprocesses, results, note, other_kernel: bool | None = None) -> None:
     """Decode on every configuration, appending (config, decoder, result) to `results`."""
     for dec in DECODERS:
         for t in (1, n):
@@ -240,13 +254,19 @@ def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
             with _threads(t):
                 results.append((f"cpu {t} thread{'s' if t > 1 else ''}", dec, decode_once(codec, data, dec)))
     # the integer decoder's other CPU kernel (int8 or float64 products, `fixedpoint.int8_products`):
-    # the same integers by another route, often several times slower here
+    # the same integers by another route; by default only where it is not far slower (int8 products
+    # on an AVX2-only CPU took 112 s for a 768x512 decode that float64 did in 1.3 s)
     other = not fixedpoint.int8_products()
-    if fixedpoint.INT8_AVAILABLE:
-        kind = "int8" if other else "float64"
+    kind = "int8" if other else "float64"
+    slowdown = fixedpoint.other_kernel_slowdown()
+    if other_kernel is None:
+        other_kernel = slowdown is None or slowdown <= OTHER_KERNEL_MAX_SLOWDOWN
+    if fixedpoint.INT8_AVAILABLE and other_kernel:
         note(f"integer decoder, {kind} products")
         with _threads(n), fixedpoint.forced_products(other):
             results.append((f"cpu {n} threads, {kind} products", "integer", decode_once(codec, data, "integer")))
+    elif fixedpoint.INT8_AVAILABLE:
+        note(f"integer decoder, {kind} products: not run, {slowdown:.0f}x slower here (bitlens devices --other-kernel runs it)")
     for device, label in accelerators():
         for dec in DECODERS:
             if dec == "integer" and not runs_integer(device):
@@ -263,6 +283,9 @@ def _run_configs(path, data, codec, n, subprocesses, results, note) -> None:
             r = _subprocess_decode(path, cap, n)
             got = str(r["capability"])
             label = f"cpu {cap} kernels" + ("" if got.lower() == cap.lower() else f" (runs {got})")
+            if cap == "avx512" and _cpu_flags() and "avx512f" not in _cpu_flags():
+                # torch reports the capability asked for without checking the CPU (seen with 2.13)
+                label += " (asked for; this CPU has no AVX-512)"
             for dec in DECODERS:
                 sm = int(r[f"{dec}_meta"][1])
                 results.append((label, dec, dict(pixels=r[f"{dec}_pixels"], ycc=r[f"{dec}_ycc"],

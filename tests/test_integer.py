@@ -198,7 +198,7 @@ def _encode_small(tmp_path, codec):
 
 def test_one_hash_across_threads_and_instruction_sets(tmp_path, codec):
     p = _encode_small(tmp_path, codec)
-    report = compare_backends(str(p), threads=2, subprocesses=True)
+    report = compare_backends(str(p), threads=2, subprocesses=True, other_kernel=True)
     ints = [r for r in report.rows if r.decoder == "integer"]
     # 1 and 2 threads, the other CPU kernel (int8 or float64 products), three instruction sets
     assert len(ints) == 6 and len({r.sha256 for r in ints}) == 1
@@ -207,6 +207,19 @@ def test_one_hash_across_threads_and_instruction_sets(tmp_path, codec):
     assert all(r.mismatches == 0 and r.max_diff == 0 for r in ints)
     floats = [r for r in report.rows if r.decoder == "float"]
     assert all(r.scale_index_mismatches is not None for r in floats)
+
+
+@pytest.mark.skipif(not fixedpoint.INT8_AVAILABLE, reason="no int8 kernel in this torch")
+def test_the_other_kernel_runs_by_default_only_where_not_far_slower(tmp_path, codec, monkeypatch):
+    p = str(_encode_small(tmp_path, codec))
+    configs = lambda report: [r.config for r in report.rows if "products" in r.config]  # noqa: E731
+    for slowdown, rows in ((2.0, 1), (12.0, 0), (None, 1)):
+        monkeypatch.setattr(fixedpoint, "other_kernel_slowdown", lambda: slowdown)
+        notes = []
+        report = compare_backends(p, threads=2, subprocesses=False, progress=notes.append)
+        assert len(configs(report)) == rows
+        assert any("12x slower here" in m for m in notes) == (rows == 0)
+    assert len(configs(compare_backends(p, threads=2, subprocesses=False, other_kernel=True))) == 1
 
 
 def test_accelerator_rows_run_both_decoders_on_the_device(tmp_path, codec, monkeypatch):

@@ -296,7 +296,21 @@ def int8_faster_than_float64(rows: int = 128, k: int = 576, cout: int = 128) -> 
         best = min(best, seconds(int8))
         if best > 2 * f64:                    # clearly slower: no need to look again
             break
+    MEASURED.update(int8=best, float64=f64)
     return best < f64
+
+
+# the seconds `int8_faster_than_float64` measured last in this process, by kernel
+MEASURED: dict[str, float] = {}
+
+
+def other_kernel_slowdown() -> float | None:
+    """How many times slower than the chosen kernel the other one measured here (None where the
+    choice was forced or int8 products are unavailable)."""
+    if not MEASURED:
+        return None
+    int8, f64 = MEASURED["int8"], MEASURED["float64"]
+    return f64 / int8 if int8_products() else int8 / f64
 
 
 @dataclass
