@@ -65,6 +65,8 @@ class IntLayer:
         if self._int8_subpixel:
             self._phases = phase_offsets(self.weight.shape[-1], self.stride, self.padding)
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+        # the narrowest integer type holding every output (16-bit activations: int16)
+        self._out_type = torch.int16 if -(1 << 15) <= self.out_min and self.out_max < 1 << 15 else torch.int64
         self._int8: tuple[Int8Weights, torch.Tensor, torch.Tensor] | None = None
 
     def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -174,16 +176,23 @@ class IntLayer:
 
     def forward(self, x: torch.Tensor, in_range: bool = False) -> torch.Tensor:
         """Integer (B,Cin,H,W) -> integer (B,Cout,H',W'), exact, on x's device: int16 from the int8
-        products, int64 from the float64 kernels (the values are the same). `in_range`: the caller
+        products and the float64 sub-pixel layers, int64 from the other float64 ones (the values are
+        the same). `in_range`: the caller
         knows x is within [-in_max, in_max] (the previous layer's output range), so the clamp,
         a pass over the input, is skipped."""
         if not in_range:
             x = x.clamp(-self.in_max, self.in_max)
         if self._use_int8(x):
             return self._forward_int8(x)
+        w, bias, mult = self._params(x.device)
         with torch.backends.cudnn.flags(enabled=False):
-            acc = self._conv(x.to(torch.float64), self._params(x.device)[0]).to(torch.int64)
-        return self._finish(acc, *self._params(x.device)[1:])
+            if self._subpixel:   # requantized before the pixel shuffle, which then moves int16
+                phases = self.stride ** 2
+                bias, mult = bias.repeat_interleave(phases, 1), mult.repeat_interleave(phases, 1)
+                return self._subpixel_conv(x, lambda v, pad: self._finish(
+                    F.conv2d(F.pad(v.to(torch.float64), pad * 2), w).to(torch.int64), bias, mult).to(self._out_type))
+            acc = self._conv(x.to(torch.float64), w).to(torch.int64)
+        return self._finish(acc, bias, mult)
 
     def forward_every_other(self, x: torch.Tensor, r0: int, c0: int) -> torch.Tensor:
         """The output at rows r0, r0 + 2, ... and columns c0, c0 + 2, ... only: the same values as
