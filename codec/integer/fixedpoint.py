@@ -157,8 +157,7 @@ class IntLayer:
         return (y if shuffled else F.pixel_shuffle(y, d))[..., :size[0], :size[1]]
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if self._subpixel:
-            return self._subpixel_conv(x, lambda v, pad: F.conv2d(F.pad(v, pad * 2), w))
+        """A layer that is not sub-pixel, in float64 (`forward` runs the sub-pixel ones)."""
         if self.transposed:
             return F.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
                                       output_padding=self.output_padding)
@@ -177,9 +176,8 @@ class IntLayer:
     def forward(self, x: torch.Tensor, in_range: bool = False) -> torch.Tensor:
         """Integer (B,Cin,H,W) -> integer (B,Cout,H',W'), exact, on x's device: int16 from the int8
         products and the float64 sub-pixel layers, int64 from the other float64 ones (the values are
-        the same). `in_range`: the caller
-        knows x is within [-in_max, in_max] (the previous layer's output range), so the clamp,
-        a pass over the input, is skipped."""
+        the same). `in_range`: the caller knows x is within [-in_max, in_max] (the previous layer's
+        output range), so the clamp, a pass over the input, is skipped."""
         if not in_range:
             x = x.clamp(-self.in_max, self.in_max)
         if self._use_int8(x):
@@ -187,10 +185,14 @@ class IntLayer:
         w, bias, mult = self._params(x.device)
         with torch.backends.cudnn.flags(enabled=False):
             if self._subpixel:   # requantized before the pixel shuffle, which then moves int16
-                phases = self.stride ** 2
+                phases = self.stride ** 2     # the kernel's output channels are (channel, phase)
                 bias, mult = bias.repeat_interleave(phases, 1), mult.repeat_interleave(phases, 1)
-                return self._subpixel_conv(x, lambda v, pad: self._finish(
-                    F.conv2d(F.pad(v.to(torch.float64), pad * 2), w).to(torch.int64), bias, mult).to(self._out_type))
+
+                def conv(v: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+                    acc = F.conv2d(F.pad(v.to(torch.float64), pad * 2), w).to(torch.int64)
+                    return self._finish(acc, bias, mult).to(self._out_type)
+
+                return self._subpixel_conv(x, conv)
             acc = self._conv(x.to(torch.float64), w).to(torch.int64)
         return self._finish(acc, bias, mult)
 
@@ -266,7 +268,9 @@ def int8_products() -> bool:
 @contextlib.contextmanager
 def forced_products(int8: bool):
     """A block in which the CPU layers use int8 products (True) or float64 ones (False), whichever
-    this machine would pick: for showing that both give the same pixels (`codec.devices`)."""
+    this machine would pick: for showing that both give the same pixels (`codec.devices`). Process-
+    wide: layers running in other threads meanwhile switch too (the same integers, at the other
+    kernel's speed)."""
     global INT8_MATMUL
     old = INT8_MATMUL
     INT8_MATMUL = int8 and INT8_AVAILABLE
