@@ -10,6 +10,7 @@ $PY benchmarks/kodak_rd.py --no-loop-filter --markdown docs/kodak_rd_nofilter.md
 $PY benchmarks/ratematch.py --markdown docs/ratematch.md
 $PY benchmarks/ratematch.py --no-loop-filter --markdown docs/ratematch_nofilter.md
 $PY benchmarks/integer_decoder.py --markdown docs/integer_decoder.md
+$PY benchmarks/cpu_kernels.py --limit 2 --markdown docs/cpu_kernels.md
 $PY benchmarks/bitalloc.py --markdown docs/bitalloc.md
 $PY benchmarks/chroma.py --models 5 6 7 8 10 --markdown docs/chroma.md
 /usr/bin/time -f "eval wall time %e s" $PY -m codec.cli eval ../shared/data/kodak --codecs ours,vvc,hevc,jpeg \
