@@ -5,6 +5,7 @@ import argparse
 import glob
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -34,6 +35,13 @@ def emit(lines: list[str], args) -> None:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text + "\n")
+
+
+def seconds(fn) -> float:
+    """Wall-clock seconds of one call of `fn`."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def machine_line() -> str:

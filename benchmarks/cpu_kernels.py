@@ -17,19 +17,13 @@ import time
 import numpy as np
 import torch
 
-from _common import emit, images, machine_line, parser
+from _common import emit, images, machine_line, parser, seconds
 
 from codec.engine import LearnedCodec
 from codec.images import load_image
 from codec.integer import fixedpoint
 
 KERNELS = (("int8", True), ("float64", False))
-
-
-def seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -39,9 +33,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    t0 = time.perf_counter()
+    choose_s = seconds(fixedpoint.int8_products)
     chosen = "int8" if fixedpoint.int8_products() else "float64"
-    choose_s = time.perf_counter() - t0
     codec = LearnedCodec.load()
     times = {k: {"encode": [], "trial": [], "decode": []} for k, _ in KERNELS}
     same = True

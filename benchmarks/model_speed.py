@@ -15,16 +15,10 @@ import time
 import numpy as np
 import torch
 
-from _common import emit, images, parser
+from _common import emit, images, parser, seconds
 
 from codec.engine import LearnedCodec
 from codec.images import load_image
-
-
-def seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> None:

@@ -96,25 +96,20 @@ class DeviceReport:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = _cpuinfo("model name") or platform.processor() or platform.machine()
     return dict(platform=platform.platform(), cpu=cpu, python=platform.python_version(),
                 torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
                 cpu_capability=torch.backends.cpu.get_cpu_capability(),
                 integer_products="int8" if fixedpoint.int8_products() else "float64")
 
 
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo (None where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(field)), None)
     except OSError:
-        return set()
+        return None
 
 
 def pixel_sha256(pixels: np.ndarray) -> str:
@@ -258,15 +253,16 @@ def _run_configs(path, data, codec, n, subprocesses, results, note, other_kernel
     # on an AVX2-only CPU took 112 s for a 768x512 decode that float64 did in 1.3 s)
     other = not fixedpoint.int8_products()
     kind = "int8" if other else "float64"
-    slowdown = fixedpoint.other_kernel_slowdown()
-    if other_kernel is None:
+    if fixedpoint.INT8_AVAILABLE and other_kernel is None:
+        slowdown = fixedpoint.other_kernel_slowdown()
         other_kernel = slowdown is None or slowdown <= OTHER_KERNEL_MAX_SLOWDOWN
+        if not other_kernel:
+            note(f"integer decoder, {kind} products: not run, {slowdown:.0f}x slower here "
+                 "(bitlens devices --other-kernel runs it)")
     if fixedpoint.INT8_AVAILABLE and other_kernel:
         note(f"integer decoder, {kind} products")
         with _threads(n), fixedpoint.forced_products(other):
             results.append((f"cpu {n} threads, {kind} products", "integer", decode_once(codec, data, "integer")))
-    elif fixedpoint.INT8_AVAILABLE:
-        note(f"integer decoder, {kind} products: not run, {slowdown:.0f}x slower here (bitlens devices --other-kernel runs it)")
     for device, label in accelerators():
         for dec in DECODERS:
             if dec == "integer" and not runs_integer(device):
@@ -283,7 +279,8 @@ def _run_configs(path, data, codec, n, subprocesses, results, note, other_kernel
             r = _subprocess_decode(path, cap, n)
             got = str(r["capability"])
             label = f"cpu {cap} kernels" + ("" if got.lower() == cap.lower() else f" (runs {got})")
-            if cap == "avx512" and _cpu_flags() and "avx512f" not in _cpu_flags():
+            flags = (_cpuinfo("flags") or "").split()
+            if cap == "avx512" and flags and "avx512f" not in flags:
                 # torch reports the capability asked for without checking the CPU (seen with 2.13)
                 label += " (asked for; this CPU has no AVX-512)"
             for dec in DECODERS:

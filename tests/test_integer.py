@@ -169,12 +169,15 @@ def test_int8_and_float64_kernels_decode_the_same_pixels(tmp_path, codec):
 def test_the_cpu_kernel_is_the_faster_one_unless_forced(monkeypatch):
     # both kernels are exact; which runs is measured once per process (an AVX2-only CPU ran int8
     # products 12x slower than float64), or forced by BITLENS_INT8_PRODUCTS
+    def not_chosen_yet():
+        monkeypatch.setattr(fixedpoint, "INT8_MATMUL", None if fixedpoint.INT8_AVAILABLE else False)
+
     assert isinstance(fixedpoint.int8_faster_than_float64(), bool)
     for forced, expected in (("0", False), ("1", fixedpoint.INT8_AVAILABLE)):
-        monkeypatch.setattr(fixedpoint, "INT8_MATMUL", None if fixedpoint.INT8_AVAILABLE else False)
+        not_chosen_yet()
         monkeypatch.setenv("BITLENS_INT8_PRODUCTS", forced)
         assert fixedpoint.int8_products() is expected
-    monkeypatch.setattr(fixedpoint, "INT8_MATMUL", None if fixedpoint.INT8_AVAILABLE else False)
+    not_chosen_yet()
     monkeypatch.delenv("BITLENS_INT8_PRODUCTS")
     monkeypatch.setattr(fixedpoint, "int8_faster_than_float64", lambda: False)
     assert fixedpoint.int8_products() is False
@@ -220,6 +223,13 @@ def test_the_other_kernel_runs_by_default_only_where_not_far_slower(tmp_path, co
         assert len(configs(report)) == rows
         assert any("12x slower here" in m for m in notes) == (rows == 0)
     assert len(configs(compare_backends(p, threads=2, subprocesses=False, other_kernel=True))) == 1
+
+
+def test_the_other_kernel_can_be_left_out_when_the_choice_was_forced(tmp_path, codec, monkeypatch):
+    # BITLENS_INT8_PRODUCTS forces the kernel, so nothing was measured: --no-other-kernel still works
+    monkeypatch.setattr(fixedpoint, "other_kernel_slowdown", lambda: None)
+    report = compare_backends(str(_encode_small(tmp_path, codec)), threads=2, subprocesses=False, other_kernel=False)
+    assert not [r for r in report.rows if "products" in r.config]
 
 
 def test_accelerator_rows_run_both_decoders_on_the_device(tmp_path, codec, monkeypatch):

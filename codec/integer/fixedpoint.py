@@ -70,14 +70,16 @@ class IntLayer:
         self._int8: tuple[Int8Weights, torch.Tensor, torch.Tensor] | None = None
 
     def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """float64 weights, int64 bias and multiplier on `device` (made once per device)."""
+        """float64 kernel, and int64 bias and multiplier per output channel of that kernel ((channel,
+        phase) for sub-pixel layers), on `device` (made once per device)."""
         if device not in self._on:
             w = self.weight.astype(np.float64)
+            phases = 1
             if self._subpixel:
-                w = subpixel_kernel(w, self.stride, self.padding)
-            self._on[device] = (torch.from_numpy(w).to(device),
-                                torch.from_numpy(self.bias.astype(np.int64)).view(1, -1, 1, 1).to(device),
-                                torch.from_numpy(self.mult.astype(np.int64)).view(1, -1, 1, 1).to(device))
+                w, phases = subpixel_kernel(w, self.stride, self.padding), self.stride ** 2
+            bias, mult = (torch.from_numpy(v.astype(np.int64)).repeat_interleave(phases).view(1, -1, 1, 1).to(device)
+                          for v in (self.bias, self.mult))
+            self._on[device] = (torch.from_numpy(w).to(device), bias, mult)
         return self._on[device]
 
     @property
@@ -185,9 +187,6 @@ class IntLayer:
         w, bias, mult = self._params(x.device)
         with torch.backends.cudnn.flags(enabled=False):
             if self._subpixel:   # requantized before the pixel shuffle, which then moves int16
-                phases = self.stride ** 2     # the kernel's output channels are (channel, phase)
-                bias, mult = bias.repeat_interleave(phases, 1), mult.repeat_interleave(phases, 1)
-
                 def conv(v: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
                     acc = F.conv2d(F.pad(v.to(torch.float64), pad * 2), w).to(torch.int64)
                     return self._finish(acc, bias, mult).to(self._out_type)
@@ -236,7 +235,7 @@ class IntLayer:
         cols = cols.permute(0, 2, 3, 1, 4, 5).reshape(b, oh * ow, c * k * k)
         acc = cols @ w.reshape(w.shape[0], -1).T                      # int64 matmul
         acc = acc.permute(0, 2, 1).reshape(b, -1, oh, ow)
-        bias, mult = self._params(acc.device)[1:]
+        bias, mult = (torch.from_numpy(v.astype(np.int64)).view(1, -1, 1, 1) for v in (self.bias, self.mult))
         acc = acc + bias                   # the formula as written, not `_finish`'s refactoring
         if self.relu:
             acc = acc.clamp_min(0)
