@@ -10,7 +10,6 @@ SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "samples" / "endeav
 def run(image: str | None = None, bpp: float | None = None, screenshot: str | None = None) -> int:
     """Open the main window on `image` (the bundled sample by default); with `screenshot`, save the
     window once the first full comparison (ours and VVC) is shown, and exit."""
-    import pyqtgraph as pg
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -19,7 +18,6 @@ def run(image: str | None = None, bpp: float | None = None, screenshot: str | No
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Bitlens")
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     settings = None
     if screenshot:   # a scripted run: default layout, and the user's settings stay untouched
         import tempfile

@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QGraphicsEllipseItem
 
 from codec.compare import difference_image
 
-pg.setConfigOptions(imageAxisOrder="row-major")
+# the app's pyqtgraph settings, set wherever the views are used (the app, tests, benchmarks)
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 PANELS = ("original", "ours", "anchor")
 
@@ -192,6 +193,15 @@ class ComparisonViews(pg.GraphicsLayoutWidget):
         p["anchor"].set_pixels(self._diff(self.images["anchor"]))
         p["anchor"].set_title(self.titles["anchor"] + ("  [difference x%g]" % self.diff_gain if self.difference else ""))
         self.wipe_line.setVisible(self.wipe and self.images["ours"] is not None)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Lay out the new titles and move the panels' view ranges now, not during the next paint:
+        there each would schedule one more paint of the window, and while the engine keeps the CPU
+        busy the three paints in a row held the GUI thread up by over 50 ms."""
+        self.ci.layout.activate()
+        for p in self.panels.values():
+            p.box.prepareForPaint()
 
     def shown(self, name: str) -> np.ndarray | None:
         """The pixels a panel displays right now (after flicker, wipe and difference)."""
@@ -275,12 +285,14 @@ class ComparisonViews(pg.GraphicsLayoutWidget):
         except Exception:   # older pyqtgraph: no axis label on the bar
             pass
         self._show_bar(bool(items))
+        self._settle()
 
     def clear_heatmap(self) -> None:
         for panel in self.panels.values():
             panel.overlay.setVisible(False)
         self.heat_kind = None
         self._show_bar(False)
+        self._settle()
 
     def set_opacity(self, value: float) -> None:
         self.opacity = float(value)
