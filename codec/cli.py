@@ -210,11 +210,11 @@ def _devices(args) -> int:
 
 
 def _info(args) -> int:
-    from .engine import latent_grid
     from .entropy.bitstream import Bitstream
     from .entropy.offsetmap import decode_map
+    from .grid import latent_grid
+    from .model.names import MODELS
     from .model.quality import QMAX
-    from .model.zoo import MODELS
 
     data = _read(args.input)
     bs = Bitstream.unpack(data)

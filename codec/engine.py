@@ -23,6 +23,7 @@ from .entropy.rdoq import KAPPA, rdo_round
 from .entropy.tables import FreqTable, scale_rows
 from . import loopfilter
 from .errors import BitlensError
+from .grid import CELL, STRIDE, latent_grid  # noqa: F401  (re-exported: callers know them from here)
 from .images import SourceImage
 from .integer.fixedpoint import layers_from_dict
 from .integer.networks import IntegerContextNet, IntegerDecoderNets
@@ -35,8 +36,6 @@ from .ratemodel import RateModel
 
 BACKENDS = ("integer", "integer8", "float")
 
-STRIDE = 64      # total down-sampling of the hyper-latent: images are padded to this multiple
-CELL = 16        # pixels per latent cell (and per step-offset map entry)
 HYPER_CACHE = 16  # qualities whose hyper-latent an Analysis keeps
 ESTIMATE_MAPS = 8  # step-offset maps whose size estimates an Analysis keeps
 
@@ -130,11 +129,6 @@ class Decoded:
     ycbcr: np.ndarray    # float (H,W,3)
     header: Bitstream
     seconds: float
-
-
-def latent_grid(height: int, width: int) -> tuple[int, int]:
-    """Latent cells (rows, columns) of an image of this size after padding."""
-    return -(-height // STRIDE) * (STRIDE // CELL), -(-width // STRIDE) * (STRIDE // CELL)
 
 
 class LearnedCodec:

@@ -32,9 +32,11 @@ every decoder, and no library offers that.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .entropy.bitstream import BitstreamError
+
+# torch is imported in the functions that filter, classify or fit: the block's syntax (layouts,
+# pack / unpack) is read without it, by `bitlens info`.
 
 RADIUS = 3
 PREC = 7                  # coefficients in units of 1/128
@@ -92,6 +94,8 @@ def classify(plane10: np.ndarray, classes: int) -> np.ndarray | None:
     differences) ranked against the image's other blocks, and with 12 classes its direction: 1 if
     the horizontal differences are more than twice the vertical ones, 2 the converse, 0 else.
     None for one class. Integer arithmetic and a sort (torch, on the CPU): the same in every decoder."""
+    import torch
+
     if classes == 1:
         return None
     h, w = plane10.shape
@@ -120,6 +124,8 @@ def _pair_sum(pad: torch.Tensor, offset: tuple[int, int], shape: tuple[int, int]
               out: torch.Tensor | None = None) -> torch.Tensor:
     """x[p + o] + x[p - o] at every pixel p of a plane padded by RADIUS (int32), into `out` if
     given."""
+    import torch
+
     (dy, dx), (h, w), r = offset, shape, RADIUS
     return torch.add(pad[r + dy:r + dy + h, r + dx:r + dx + w], pad[r - dy:r - dy + h, r - dx:r - dx + w], out=out)
 
@@ -130,6 +136,8 @@ def apply(plane10: np.ndarray, coeffs: np.ndarray, classes: np.ndarray | None = 
     12 classes on 2 cores; clipping adds about two thirds). `coeffs` is (filters, TAPS); with several
     filters, `classes` (from `classify`) picks each 4x4 block's, broadcast over the block; `clip`
     indexes `CLIPS`. Without clipping the centre terms fold into one product."""
+    import torch
+
     coeffs = np.asarray(coeffs).reshape(-1, TAPS).astype(np.int32)
     if not np.any(coeffs):
         return plane10
@@ -170,6 +178,8 @@ def _clipped_pair(pad: torch.Tensor, offset: tuple[int, int], shape: tuple[int, 
     plane padded by RADIUS (int32), into `out`. C is odd, so the second term is -D[p - o] with
     D[q] = C(x[q + o] - x[q]): one clipped difference over the plane and a margin, then one
     subtraction, instead of two of each."""
+    import torch
+
     (dy, dx), (h, w), r = offset, shape, RADIUS
     c0, c1 = min(0, -dx), max(w, w - dx)           # columns q of D that p and p - o need (dy >= 0)
     d = torch.sub(pad[r:r + h + dy, r + c0 + dx:r + c1 + dx], pad[r - dy:r + h, r + c0:r + c1]).clamp_(-limit, limit)
@@ -184,6 +194,8 @@ def fit(rec10: np.ndarray, ref10: np.ndarray, classes: np.ndarray | None = None,
     subsample), for each clip; the clip whose quantized filters leave the least squared error on
     those pixels wins (from the normal equations, without filtering). In torch: multithreaded, and a
     numpy BLAS product would leave OpenBLAS threads spinning, which slows the torch work after it."""
+    import torch
+
     h, w = rec10.shape
     step = max(1, int(np.ceil(np.sqrt(rec10.size / MAX_FIT_PIXELS))))
     pad = torch.from_numpy(_padded(rec10, rec10.shape))

@@ -16,15 +16,10 @@ import torch
 from ..entropy.tables import ESCAPE_MASS, FreqTable, gaussian_row, gaussian_scales, quantize_pmf
 from ..errors import BitlensError
 from .hyperprior import VariableRateHyperprior
+from .names import DEFAULT_MODEL_ID, MODELS  # noqa: F401  (re-exported: the zoo's public names)
 from .quality import pow2_tables
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
-# bitstream model id -> weights file stem; older models stay so their bitstreams keep decoding
-MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3", 4: "bitlens-hp-v4",
-                          5: "bitlens-hp-v5", 6: "bitlens-hp-v6", 7: "bitlens-hp-v7",
-                          8: "bitlens-hp-v8", 10: "bitlens-hp-v10", 11: "bitlens-hp-v11",
-                          12: "bitlens-hp-v12", 13: "bitlens-hp-v13"}   # v9: trained, not shipped
-DEFAULT_MODEL_ID = 13
 
 
 def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7) -> FreqTable:
