@@ -274,12 +274,12 @@ def _run_configs(path, data, codec, n, subprocesses, results, note, other_kernel
         note(f"float decoder, {dtype}")
         results.append((f"cpu {dtype}", "float", decode_once(codec, data, "float", dtype)))
     if subprocesses:
+        flags = (_cpuinfo("flags") or "").split()
         for cap in CAPABILITIES:
             note(f"ATEN_CPU_CAPABILITY={cap} (subprocess)")
             r = _subprocess_decode(path, cap, n)
             got = str(r["capability"])
             label = f"cpu {cap} kernels" + ("" if got.lower() == cap.lower() else f" (runs {got})")
-            flags = (_cpuinfo("flags") or "").split()
             if cap == "avx512" and flags and "avx512f" not in flags:
                 # torch reports the capability asked for without checking the CPU (seen with 2.13)
                 label += " (asked for; this CPU has no AVX-512)"
