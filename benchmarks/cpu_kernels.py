@@ -1,13 +1,16 @@
-"""The integer decoder's two CPU kernels on this machine: int8 products vs float64 products.
+"""The integer decoder's CPU kernels on this machine: int8 products vs float64 products, and the
+float64 sub-pixel layers as products per tap and phase vs one im2col convolution.
 
-Both compute the same integers (`codec/integer/fixedpoint.py`); which is faster depends on the
-CPU (int8 dot-product instructions or not), so each process measures both once and uses the
-faster (`fixedpoint.int8_products`). Here both run on the same images, interleaved: encode at a
-fixed quality (the encoder runs the integer hyper-synthesis and context networks), one rate-matcher
-size estimate, and an integer decode; medians, the ratio int8 / float64, whether the decoded pixels
-have one hash, and which kernel the automatic choice took.
+All compute the same integers (`codec/integer/fixedpoint.py`); whether int8 or float64 products
+are faster depends on the CPU (int8 dot-product instructions or not), so each process measures both
+once and uses the faster (`fixedpoint.int8_products`). Here each kernel runs on the same images,
+interleaved: encode at a fixed quality (the encoder runs the integer hyper-synthesis and context
+networks), one rate-matcher size estimate, and an integer decode; medians, the ratio of each to
+float64 products, whether the decoded pixels have one hash, and which kernel the automatic choice
+took. `--kernels` picks some (int8 products take minutes per decode where they are slow).
 
-    python benchmarks/cpu_kernels.py [--limit N] [--markdown docs/cpu_kernels.md]
+    python benchmarks/cpu_kernels.py [--limit N] [--kernels int8 float64 float64-im2col]
+                                     [--markdown docs/cpu_kernels.md]
 """
 from __future__ import annotations
 
@@ -23,26 +26,30 @@ from codec.engine import LearnedCodec
 from codec.images import load_image
 from codec.integer import fixedpoint
 
-KERNELS = (("int8", True), ("float64", False))
+# name: (int8 products, float64 sub-pixel layers by phase products)
+KERNELS = {"int8": (True, True), "float64": (False, True), "float64-im2col": (False, False)}
 
 
 def main() -> None:
     ap = parser(__doc__)
     ap.set_defaults(limit=4)
     ap.add_argument("--code", type=int, default=28000, help="quality code of the encodes")
+    ap.add_argument("--kernels", nargs="+", choices=list(KERNELS), default=list(KERNELS))
     args = ap.parse_args()
+    kernels = {k: KERNELS[k] for k in KERNELS if k in args.kernels}
+    base = "float64" if "float64" in kernels else next(iter(kernels))
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     choose_s = seconds(fixedpoint.int8_products)
     chosen = "int8" if fixedpoint.int8_products() else "float64"
     codec = LearnedCodec.load()
-    times = {k: {"encode": [], "trial": [], "decode": []} for k, _ in KERNELS}
+    times = {k: {"encode": [], "trial": [], "decode": []} for k in kernels}
     same = True
     for path in images(args):
         src = load_image(path)
         hashes = set()
-        for name, int8 in KERNELS:
-            with fixedpoint.forced_products(int8):
+        for name, (int8, phases) in kernels.items():
+            with fixedpoint.forced_products(int8), fixedpoint.forced_phase_products(phases):
                 an = codec.analyze(src)
                 times[name]["trial"].append(seconds(lambda: codec.estimate_bytes(an, args.code)))
                 out = []
@@ -57,12 +64,14 @@ def main() -> None:
              f"{args.threads} threads, model {codec.model_id}; {machine_line()}", "",
              "| kernel | encode s (fixed quality) | one size-estimate trial s | integer decode s |",
              "|---|---|---|---|"]
-    for name, _ in KERNELS:
-        lines.append(f"| {name} products | {med[name]['encode']:.3f} | {med[name]['trial']:.3f} | "
+    for name in kernels:
+        lines.append(f"| {name} | {med[name]['encode']:.3f} | {med[name]['trial']:.3f} | "
                      f"{med[name]['decode']:.3f} |")
-    lines.append("| int8 / float64 | " + " | ".join(
-        f"{med['int8'][p] / med['float64'][p]:.2f}" for p in ("encode", "trial", "decode")) + " |")
-    lines += ["", f"decoded pixels: {'one hash per image for both kernels' if same else 'HASHES DIFFER'}; "
+    for name in kernels:
+        if name != base:
+            lines.append(f"| {name} / {base} | " + " | ".join(
+                f"{med[name][p] / med[base][p]:.2f}" for p in ("encode", "trial", "decode")) + " |")
+    lines += ["", f"decoded pixels: {'one hash per image for every kernel' if same else 'HASHES DIFFER'}; "
               f"the automatic choice took {chosen} products ({choose_s * 1000:.0f} ms to measure); "
               f"wall time {time.perf_counter() - t_start:.0f} s"]
     emit(lines, args)

@@ -14,8 +14,8 @@ products, give the exact sum; the wide g_s layers run about 3x faster than in fl
 with AVX-512 VNNI / AMX, and a 768x512 decode took 0.31 s instead of 0.59 s when they came in.
 Where int8 products are slow (AVX2 alone: 12x slower than float64) and off the CPU it runs as float64,
 exact because every partial sum is an integer below 2^53, so any summation order (threads, SIMD
-width, blocking) gives the same exact result; CPU float64 convolutions use im2col + GEMM, never
-Winograd or FFT. On CUDA the layers run with cuDNN disabled, so PyTorch's own
+width, blocking) gives the same exact result; CPU float64 convolutions use im2col + GEMM or one
+GEMM per tap (`float64_conv_by_phases`), never Winograd or FFT. On CUDA the layers run with cuDNN disabled, so PyTorch's own
 im2col + GEMM kernels are used there too (cuDNN may pick FFT or Winograd algorithms, whose
 intermediate values are not integers). `reference_forward` does the same with int64 arithmetic only,
 for the tests.
@@ -23,6 +23,7 @@ for the tests.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
@@ -68,6 +69,7 @@ class IntLayer:
         # the narrowest integer type holding every output (16-bit activations: int16)
         self._out_type = torch.int16 if -(1 << 15) <= self.out_min and self.out_max < 1 << 15 else torch.int64
         self._int8: tuple[Int8Weights, torch.Tensor, torch.Tensor] | None = None
+        self._phases_f64: tuple[PhaseKernel, torch.Tensor, torch.Tensor] | None = None
 
     def _params(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """float64 kernel, and int64 bias and multiplier per output channel of that kernel ((channel,
@@ -118,6 +120,15 @@ class IntLayer:
             # each column's sign (`Int8Weights`) in its bias and multiplier
             self._int8 = (weights, weights.signs * bias + weights.col_offset, weights.signs * mult)
         return self._int8
+
+    def _phase_kernel(self) -> tuple["PhaseKernel", torch.Tensor, torch.Tensor]:
+        """The float64 tap groups of a sub-pixel layer for the CPU, and the bias and multiplier
+        per output column (made once)."""
+        if self._phases_f64 is None:
+            bias, mult = (torch.from_numpy(v.astype(np.int64)).repeat(self.stride ** 2)
+                          for v in (self.bias, self.mult))
+            self._phases_f64 = PhaseKernel.split(self.weight, self.stride, self.padding), bias, mult
+        return self._phases_f64
 
     def prepare(self) -> None:
         """Pack the int8 weight pieces now (once per layer) rather than in the first forward."""
@@ -184,6 +195,10 @@ class IntLayer:
             x = x.clamp(-self.in_max, self.in_max)
         if self._use_int8(x):
             return self._forward_int8(x)
+        if self._subpixel and x.device.type == "cpu" and PHASE_PRODUCTS:
+            kernel, bias, mult = self._phase_kernel()
+            return self._subpixel_conv(x, lambda v, pad: float64_conv_by_phases(
+                v, kernel, pad, lambda acc: self._finish(acc, bias, mult), self._out_type), shuffled=True)
         w, bias, mult = self._params(x.device)
         with torch.backends.cudnn.flags(enabled=False):
             if self._subpixel:   # requantized before the pixel shuffle, which then moves int16
@@ -277,6 +292,25 @@ def forced_products(int8: bool):
         yield
     finally:
         INT8_MATMUL = old
+
+
+# sub-pixel layers on the CPU in float64: one product per tap and phase group (`float64_conv_by_phases`);
+# False: one im2col convolution with `subpixel_kernel`, zero taps included (the form used off the
+# CPU, and on it before 2026-11-28), kept selectable for benchmarks/cpu_kernels.py
+PHASE_PRODUCTS = True
+
+
+@contextlib.contextmanager
+def forced_phase_products(on: bool):
+    """A block in which the CPU's float64 sub-pixel layers use `float64_conv_by_phases` (True) or
+    one im2col convolution (False): the same integers, for comparing their speed. Process-wide."""
+    global PHASE_PRODUCTS
+    old = PHASE_PRODUCTS
+    PHASE_PRODUCTS = on
+    try:
+        yield
+    finally:
+        PHASE_PRODUCTS = old
 
 
 def int8_faster_than_float64(rows: int = 128, k: int = 576, cout: int = 128) -> bool:
@@ -455,13 +489,17 @@ class _OutputBuffer:
     its pixel of the (d*H, d*W) output, as a pixel shuffle would put it: the copy of each block
     into int16 happens anyway, so the shuffle costs no pass of its own."""
 
-    def __init__(self, b: int, h: int, w: int, cout: int, shuffle: int = 1):
+    def __init__(self, b: int, h: int, w: int, cout: int, shuffle: int = 1, dtype: torch.dtype = torch.int16):
         self.d = shuffle
-        self.data = torch.empty(b, h, shuffle, w, shuffle, cout // shuffle ** 2, dtype=torch.int16)
+        self.data = torch.empty(b, h, shuffle, w, shuffle, cout // shuffle ** 2, dtype=dtype)
 
     def put(self, n: int, r0: int, block: torch.Tensor) -> None:
         d = self.d
         self.data[n, r0:r0 + block.shape[0]] = block.unflatten(-1, (-1, d, d)).permute(0, 3, 1, 4, 2)
+
+    def put_phase(self, n: int, r0: int, phase: int, block: torch.Tensor) -> None:
+        """One output phase (a-major index) of a (rows, W, Cout/d^2) block."""
+        self.data[n, r0:r0 + block.shape[0], phase // self.d, :, phase % self.d] = block
 
     def nchw(self) -> torch.Tensor:
         b, h, d, w, _, c = self.data.shape
@@ -505,6 +543,97 @@ def int8_conv_by_taps(x: torch.Tensor, w: Int8Weights, stride: int, pad: tuple[i
                 sums.append(total)
             # finished for the padded width too (no copy to drop those columns first)
             out.put(m, r0, finish(w.accumulate(*sums)).view(r1 - r0, wd, cout)[:, :ow])
+    return out.nchw()
+
+
+@dataclass
+class PhaseKernel:
+    """A strided transposed convolution's kernel as float64 matrices per input tap, for
+    `float64_conv_by_phases`. Output phase (a, b) of a transposed convolution with kernel k and
+    stride d uses only about (k/d)^2 of the T x T input window of `subpixel_kernel`, which is zero
+    elsewhere (k = 5, d = 2: 25 of 36 taps), so each tap multiplies into the output columns of the
+    phases that use it, and of no other. The phases are laid out as column blocks in an `order`
+    that makes each tap's phases one run of blocks, so a tap is one matrix product into a
+    contiguous slice of columns (k = 5, d = 2: 9 products, the four middle taps feeding all four
+    phases)."""
+
+    taps: int                  # T
+    stride: int
+    columns: int               # d^2 Cout
+    order: tuple[int, ...]     # the phase (a-major index) of each column block
+    groups: list[tuple[int, int, int, int, torch.Tensor]]   # (tap row, tap col, col0, col1, (Cin, col1-col0))
+
+    @classmethod
+    def split(cls, w: np.ndarray, stride: int, padding: int) -> "PhaseKernel":
+        cin, cout, k, _ = w.shape
+        phases = phase_taps(k, stride, padding)
+        users: dict[tuple[int, int], list[tuple[int, int, int]]] = {}   # tap -> (phase, kernel row, col)
+        for p, phase in enumerate(phases):
+            for ti, tj, ki, kj in phase:
+                users.setdefault((ti, tj), []).append((p, ki, kj))
+
+        def runs(order: tuple[int, ...]) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
+            """(tap row, tap col, [(block, kernel row, kernel col)...]) per run of consecutive
+            column blocks using the tap, with the phases in `order`."""
+            place = {p: i for i, p in enumerate(order)}
+            out = []
+            for (ti, tj), used in users.items():
+                blocks = sorted((place[p], ki, kj) for p, ki, kj in used)
+                run = [blocks[0]]
+                for blk in blocks[1:]:
+                    if blk[0] != run[-1][0] + 1:
+                        out.append((ti, tj, run))
+                        run = []
+                    run.append(blk)
+                out.append((ti, tj, run))
+            return out
+
+        n = stride * stride
+        orders = itertools.permutations(range(n)) if n <= 4 else [tuple(range(n))]
+        order = min(orders, key=lambda o: len(runs(o)))
+        groups = []
+        for ti, tj, run in runs(order):
+            mat = np.concatenate([w[:, :, ki, kj] for _, ki, kj in run], 1).astype(np.float64)
+            groups.append((ti, tj, run[0][0] * cout, (run[-1][0] + 1) * cout, torch.from_numpy(mat)))
+        dmax, dmin = phase_offsets(k, stride, padding)
+        return cls(dmax - dmin + 1, stride, n * cout, tuple(order), groups)
+
+
+def float64_conv_by_phases(x: torch.Tensor, kernel: PhaseKernel, pad: tuple[int, int],
+                           finish: Callable[[torch.Tensor], torch.Tensor], out_type: torch.dtype,
+                           rows: int = 2048) -> torch.Tensor:
+    """A sub-pixel layer on the CPU in float64, exact as every partial sum is an integer below 2^53:
+    the T x T stride-1 convolution of integer x (B,Cin,H,W), zero-padded by pad (before, after),
+    computing every output phase, pixel-shuffled, as (B,Cout,d*H',d*W') in `out_type`, channels-last
+    in memory. `finish` maps int64 accumulators (pixels, d^2 Cout) to the layer's output.
+
+    Why not F.conv2d with `subpixel_kernel`: that multiplies the zero taps too (36 taps for 25 at
+    k = 5, d = 2) and copies its im2col (K = 9 Cin per pixel) through memory; here each
+    `PhaseKernel` group is one matrix product of a contiguous slice of the flattened input (the tap
+    trick of `int8_conv_by_taps`), accumulated in place, in bands of about `rows` positions that
+    stay in cache. On the 2-core AVX2 EPYC the wide g_s layers ran 1.4-1.8x faster (768x512:
+    0.35 s instead of 0.61 s for the widest)."""
+    # one zero row more at the bottom, so that every band's last tap slice stays inside
+    xc = F.pad(x.permute(0, 2, 3, 1).to(torch.float64), (0, 0, pad[0], pad[1], pad[0], pad[1] + 1)).contiguous()
+    b, h, wd, cin = xc.shape
+    t, d = kernel.taps, kernel.stride
+    oh, ow = h - t, wd - t + 1
+    flat = xc.view(b, h * wd, cin)
+    blocks = len(kernel.order)
+    out = _OutputBuffer(b, oh, ow, kernel.columns, d, out_type)
+    band = max(1, rows // wd)
+    for n in range(b):
+        for r0 in range(0, oh, band):
+            r1 = min(oh, r0 + band)
+            start, m = r0 * wd, (r1 - r0) * wd
+            acc = torch.zeros(m, kernel.columns, dtype=torch.float64)
+            for ti, tj, c0, c1, mat in kernel.groups:
+                off = start + ti * wd + tj
+                acc[:, c0:c1].addmm_(flat[n, off:off + m], mat)
+            # finished for the padded width too (no copy to drop those columns first)
+            res = finish(acc.to(torch.int64)).view(r1 - r0, wd, blocks, -1)[:, :ow]
+            for i, phase in enumerate(kernel.order):
+                out.put_phase(n, r0, phase, res[:, :, i])
     return out.nchw()
 
 
