@@ -327,18 +327,24 @@ def _json_safe(v):
     return v
 
 
-def mean_curves(rows: list[dict], codecs) -> dict[str, list[tuple[float, float]]]:
-    """Per codec and target, the mean (bpp, PSNR-Y) over the images where the point succeeded."""
-    curves = {}
+def mean_curves(rows: list[dict], codecs) -> tuple[dict[str, list[tuple[float, float]]],
+                                                    dict[str, dict[tuple[float, float], str]]]:
+    """Per codec and target, the mean (bpp, PSNR-Y) over the images where the point succeeded; and
+    for each mean over fewer than all the images, 'n/N' (a mean over only the images that reach a
+    low rate is not comparable with the other codecs' means there, so the plot marks it)."""
+    images = len({r["image"] for r in rows if r["ok"]})    # an unreadable image is no codec's point
+    curves, partial = {}, {}
     for c in codecs:
-        pts = []
+        pts, few = [], {}
         for t in sorted({r["target_bpp"] for r in rows}):
             ok = [r for r in rows if r["codec"] == c and r["target_bpp"] == t and r["ok"]
                   and math.isfinite(r["psnr_y"])]
             if ok:
                 pts.append((float(np.mean([r["bpp"] for r in ok])), float(np.mean([r["psnr_y"] for r in ok]))))
-        curves[c] = pts
-    return curves
+                if len(ok) < images:
+                    few[pts[-1]] = f"{len(ok)}/{images}"
+        curves[c], partial[c] = pts, few
+    return curves, partial
 
 
 def failure_lines(rows: list[dict]) -> list[str]:
@@ -400,5 +406,6 @@ def write_outputs(res: EvalResult, out: Path, codecs) -> dict[str, str]:
 
     n = len({r["image"] for r in res.rows if r["ok"]})
     title = f"Rate-distortion, mean of {n} image{'s' if n != 1 else ''}" if n > 1 else f"Rate-distortion: {next((r['image'] for r in res.rows if r['ok']), 'no successful point')}"
-    rd_plot(mean_curves(res.rows, codecs), files["plot"], title=title)
+    curves, partial = mean_curves(res.rows, codecs)
+    rd_plot(curves, files["plot"], title=title, partial=partial)
     return files

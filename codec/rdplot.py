@@ -42,8 +42,11 @@ def _label(v: float) -> str:
 
 
 def rd_plot(curves: dict[str, list[tuple[float, float]]], path: str | os.PathLike, title: str = "",
-            xlabel: str = "rate [bpp]", ylabel: str = "PSNR-Y [dB]", size: tuple[int, int] = (960, 640)) -> None:
-    """Draw curves {name: [(x, y), ...]} (sorted by x, NaNs skipped) and save a PNG."""
+            xlabel: str = "rate [bpp]", ylabel: str = "PSNR-Y [dB]", size: tuple[int, int] = (960, 640),
+            partial: dict[str, dict[tuple[float, float], str]] | None = None) -> None:
+    """Draw curves {name: [(x, y), ...]} (sorted by x, NaNs skipped) and save a PNG. `partial`
+    {name: {(x, y): label}}: points that are means over only some of the images, drawn hollow with
+    their label (e.g. '9/24') and explained under the legend."""
     from .images import write_atomic
 
     clean = {k: sorted((x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y))
@@ -89,14 +92,22 @@ def rd_plot(curves: dict[str, list[tuple[float, float]]], path: str | os.PathLik
         p = [px(x, y) for x, y in pts]
         if len(p) > 1:
             d.line(p, fill=colour, width=3, joint="curve")
-        for X, Y in p:
-            d.ellipse([X - 4, Y - 4, X + 4, Y + 4], fill=colour, outline="black")
+        few = (partial or {}).get(name, {})
+        for (x, y), (X, Y) in zip(pts, p):
+            label = few.get((x, y))
+            d.ellipse([X - 5, Y - 5, X + 5, Y + 5], fill="white" if label else colour,
+                      outline=colour if label else "black", width=2 if label else 1)
+            if label:
+                d.text((X + 8, Y + 4), label, fill=colour, font=fs, anchor="la")
         legend.append((name, colour))
-    lx, ly = x1 - 150, y1 - 12 - 24 * len(legend)
+    note = "hollow: mean over the images that reach the rate" if any((partial or {}).values()) else ""
+    lx, ly = x1 - (330 if note else 150), y1 - 12 - 24 * (len(legend) + bool(note))
     if legend:
         d.rectangle([lx - 10, ly - 8, x1 - 10, y1 - 10], fill="white", outline=(160, 160, 160))
     for i, (name, colour) in enumerate(legend):
         Y = ly + 24 * i + 8
         d.line([(lx, Y), (lx + 30, Y)], fill=colour, width=3)
         d.text((lx + 40, Y), name, fill="black", font=f, anchor="lm")
+    if note:
+        d.text((lx, ly + 24 * len(legend) + 8), note, fill="black", font=fs, anchor="lm")
     write_atomic(path, lambda fh: img.save(fh, format="PNG"))

@@ -8,7 +8,7 @@ from PIL import Image
 from codec.anchors import available_anchors
 from codec.cli import main
 from codec.errors import BitlensError
-from codec.evaluate import EvalConfig, bd_rates, run_eval
+from codec.evaluate import EvalConfig, _row, bd_rates, mean_curves, run_eval
 from codec.metrics import ms_ssim
 
 from .conftest import sample_crop
@@ -106,3 +106,15 @@ def test_ms_ssim_properties():
     assert 0 < ms_ssim(y[:9, :13], y[:9, :13] + 4) < 1       # tiny planes: fewer scales, still defined
     with pytest.raises(BitlensError):
         ms_ssim(y, y[:10])
+
+
+def test_mean_curves_mark_means_over_only_the_images_reaching_a_rate():
+    # x265 reaching 0.06 bpp on one image of two: its mean there is that image's alone, so marked
+    rows = [_row(img, c, t, ok=True, bpp=t * f, psnr_y=30 + t + f)
+            for img, f in (("a", 0.9), ("b", 0.8)) for c in ("vvc", "hevc") for t in (0.06, 0.12)
+            if not (img == "b" and c == "hevc" and t == 0.06)]
+    rows += [_row("b", "hevc", 0.06, error="cannot reach"), _row("broken", "vvc", 0.06, error="not an image")]
+    curves, partial = mean_curves(rows, ("vvc", "hevc"))
+    assert curves["vvc"] == [pytest.approx((0.06 * 0.85, 30.91)), pytest.approx((0.12 * 0.85, 30.97))]
+    assert curves["hevc"][0] == pytest.approx((0.054, 30.96)) and partial["vvc"] == {}
+    assert partial["hevc"] == {curves["hevc"][0]: "1/2"}     # the unreadable image counts for none
