@@ -61,22 +61,25 @@ def test_narrow_layer_is_exact_in_any_band_size(codec, monkeypatch, rows):
     assert torch.equal(layer.forward(x.clone()).to(torch.int64), layer.reference_forward(x.clone()))
 
 
+@pytest.mark.parametrize("cout", [16, 3], ids=["wide", "narrow"])
 @pytest.mark.parametrize("k,stride,rows", [(5, 2, 1), (5, 2, 40), (5, 2, 10_000), (4, 2, 40), (3, 2, 40),
                                             (6, 3, 40), (7, 3, 1)])
-def test_float64_phase_products_equal_the_int64_reference(monkeypatch, k, stride, rows):
-    # any transposed geometry and band size: each tap multiplies into exactly the phases using it
+def test_float64_phase_products_equal_the_int64_reference(monkeypatch, k, stride, rows, cout):
+    # any transposed geometry, band size and width (narrow layers multiply every tap at once):
+    # each tap multiplies into exactly the phases using it
     monkeypatch.setattr(fixedpoint, "INT8_MATMUL", False)
     monkeypatch.setattr(fixedpoint, "float64_conv_by_phases",
                         functools.partial(fixedpoint.float64_conv_by_phases, rows=rows))
     gen = torch.Generator().manual_seed(k * 10 + stride)
-    cin, cout = 5, 16
+    cin = 5
     layer = fixedpoint.IntLayer(
         weight=torch.randint(-2 ** 15 + 1, 2 ** 15, (cin, cout, k, k), generator=gen).numpy(),
         bias=torch.randint(-2 ** 20, 2 ** 20, (cout,), generator=gen).numpy(),
         mult=torch.randint(0, 2 ** 12, (cout,), generator=gen).numpy(), shift=30, transposed=True,
         stride=stride, padding=k // 2, output_padding=stride - 1, relu=True, in_max=2 ** 15 - 1,
         out_min=0, out_max=2 ** 15 - 1)
-    assert layer._subpixel
+    assert layer._strided and (fixedpoint.PhaseKernel.split(layer.weight, stride, k // 2).columns
+                               <= fixedpoint.NARROW_COLUMNS) == (cout == 3)
     x = torch.randint(-layer.in_max, layer.in_max + 1, (2, cin, 9, 7), generator=gen)
     expected = layer.reference_forward(x.clone())
     with fixedpoint.forced_phase_products(True):

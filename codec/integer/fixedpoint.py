@@ -59,11 +59,12 @@ class IntLayer:
     def __post_init__(self):
         # `_finish` folds ReLU into the output clamp, which needs these
         assert (self.mult >= 0).all() and (not self.relu or self.out_min == 0)
-        # a strided transposed layer runs as a sub-pixel convolution in int8; in float64 only when
-        # wide (the 3-channel output is faster as a plain float64 transposed convolution)
-        self._int8_subpixel = self.transposed and self.stride > 1
-        self._subpixel = self._int8_subpixel and self.out_channels >= 16
-        if self._int8_subpixel:
+        # a strided transposed layer runs as a sub-pixel convolution on the CPU (int8 products or
+        # float64 phase products); elsewhere, in one float64 convolution, only when wide (the
+        # 3-channel output is faster as a plain float64 transposed convolution)
+        self._strided = self.transposed and self.stride > 1
+        self._subpixel = self._strided and self.out_channels >= 16
+        if self._strided:
             self._phases = phase_offsets(self.weight.shape[-1], self.stride, self.padding)
         self._on: dict[torch.device, tuple[torch.Tensor, ...]] = {}
         # the narrowest integer type holding every output (16-bit activations: int16)
@@ -112,9 +113,9 @@ class IntLayer:
         """int8 weight pieces and the bias (with the pieces' column offset) and multiplier per
         output column, (channel, phase) for sub-pixel layers (made once)."""
         if self._int8 is None:
-            w = subpixel_kernel(self.weight, self.stride, self.padding) if self._int8_subpixel else self.weight
+            w = subpixel_kernel(self.weight, self.stride, self.padding) if self._strided else self.weight
             weights = Int8Weights.split(w)
-            phases = self.stride ** 2 if self._int8_subpixel else 1
+            phases = self.stride ** 2 if self._strided else 1
             bias, mult = (torch.from_numpy(v.astype(np.int64)).repeat_interleave(phases)
                           for v in (self.bias, self.mult))
             # each column's sign (`Int8Weights`) in its bias and multiplier
@@ -132,14 +133,14 @@ class IntLayer:
 
     def prepare(self) -> None:
         """Pack the int8 weight pieces now (once per layer) rather than in the first forward."""
-        if int8_products() and (self._int8_subpixel or not self.transposed):
+        if int8_products() and (self._strided or not self.transposed):
             self._int8_params()
 
     def _use_int8(self, x: torch.Tensor) -> bool:
         """int8 products on the CPU for 16-bit inputs (not for a stride-1 transposed layer, which
         no shipped model has)."""
         return (x.device.type == "cpu" and int8_products() and self.in_max < 1 << 15
-                and (self._int8_subpixel or not self.transposed))
+                and (self._strided or not self.transposed))
 
     def _forward_int8(self, x: torch.Tensor) -> torch.Tensor:
         """The layer via int8 products (CPU); int16 out, channels-last in memory. Narrow layers
@@ -149,7 +150,7 @@ class IntLayer:
         def finish(acc: torch.Tensor) -> torch.Tensor:     # (rows, Cout): channels along the last axis
             return self._finish(acc, bias, mult)
 
-        if self._int8_subpixel:
+        if self._strided:
             conv = int8_conv_by_taps if weights.col_offset.numel() <= NARROW_COLUMNS else int8_conv
             # the kernels write each phase to its output pixel: no pixel shuffle pass after them
             return self._subpixel_conv(x, lambda v, pad: conv(v, weights, 1, pad, finish, shuffle=self.stride),
@@ -195,7 +196,7 @@ class IntLayer:
             x = x.clamp(-self.in_max, self.in_max)
         if self._use_int8(x):
             return self._forward_int8(x)
-        if self._subpixel and x.device.type == "cpu" and PHASE_PRODUCTS:
+        if self._strided and x.device.type == "cpu" and PHASE_PRODUCTS:
             kernel, bias, mult = self._phase_kernel()
             return self._subpixel_conv(x, lambda v, pad: float64_conv_by_phases(
                 v, kernel, pad, lambda acc: self._finish(acc, bias, mult), self._out_type), shuffled=True)
@@ -562,6 +563,7 @@ class PhaseKernel:
     columns: int               # d^2 Cout
     order: tuple[int, ...]     # the phase (a-major index) of each column block
     groups: list[tuple[int, int, int, int, torch.Tensor]]   # (tap row, tap col, col0, col1, (Cin, col1-col0))
+    stacked: torch.Tensor      # (Cin, sum of the groups' widths): every group's matrix side by side
 
     @classmethod
     def split(cls, w: np.ndarray, stride: int, padding: int) -> "PhaseKernel":
@@ -596,12 +598,13 @@ class PhaseKernel:
             mat = np.concatenate([w[:, :, ki, kj] for _, ki, kj in run], 1).astype(np.float64)
             groups.append((ti, tj, run[0][0] * cout, (run[-1][0] + 1) * cout, torch.from_numpy(mat)))
         dmax, dmin = phase_offsets(k, stride, padding)
-        return cls(dmax - dmin + 1, stride, n * cout, tuple(order), groups)
+        stacked = torch.cat([g[-1] for g in groups], 1).contiguous()
+        return cls(dmax - dmin + 1, stride, n * cout, tuple(order), groups, stacked)
 
 
 def float64_conv_by_phases(x: torch.Tensor, kernel: PhaseKernel, pad: tuple[int, int],
                            finish: Callable[[torch.Tensor], torch.Tensor], out_type: torch.dtype,
-                           rows: int = 2048) -> torch.Tensor:
+                           rows: int | None = None) -> torch.Tensor:
     """A sub-pixel layer on the CPU in float64, exact as every partial sum is an integer below 2^53:
     the T x T stride-1 convolution of integer x (B,Cin,H,W), zero-padded by pad (before, after),
     computing every output phase, pixel-shuffled, as (B,Cout,d*H',d*W') in `out_type`, channels-last
@@ -612,24 +615,42 @@ def float64_conv_by_phases(x: torch.Tensor, kernel: PhaseKernel, pad: tuple[int,
     `PhaseKernel` group is one matrix product of a contiguous slice of the flattened input (the tap
     trick of `int8_conv_by_taps`), accumulated in place, in bands of about `rows` positions that
     stay in cache. On the 2-core AVX2 EPYC the wide g_s layers ran 1.4-1.8x faster (768x512:
-    0.35 s instead of 0.61 s for the widest)."""
-    # one zero row more at the bottom, so that every band's last tap slice stays inside
-    xc = F.pad(x.permute(0, 2, 3, 1).to(torch.float64), (0, 0, pad[0], pad[1], pad[0], pad[1] + 1)).contiguous()
+    0.35 s instead of 0.61 s for the widest), the 3-channel output layer (`narrow` below) about
+    1.8x faster than a float64 conv_transpose2d (0.08-0.09 s against 0.15-0.16 s)."""
+    # one zero row more at the bottom, so that every band's last tap slice stays inside; kept in
+    # x's integer type: each band converts its own rows to float64, so the layer never holds its
+    # whole input in float64 (8 bytes a value: 3 GB for the widest layer of a 12-Mpixel image)
+    xc = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad[0], pad[1], pad[0], pad[1] + 1)).contiguous()
     b, h, wd, cin = xc.shape
     t, d = kernel.taps, kernel.stride
     oh, ow = h - t, wd - t + 1
     flat = xc.view(b, h * wd, cin)
     blocks = len(kernel.order)
     out = _OutputBuffer(b, oh, ow, kernel.columns, d, out_type)
-    band = max(1, rows // wd)
+    halo = (t - 1) * wd + t - 1     # the input past a band's last position that its taps reach
+    # few output columns (the 3-channel output layer: 12): one product per tap would be a thin
+    # matrix product each, slow, so all taps multiply at once (Cin x 75 there)
+    narrow = kernel.columns <= NARROW_COLUMNS
+    band = max(1, (rows or (8192 if narrow else 2048)) // wd)    # the fastest on the EPYC, 768x512
     for n in range(b):
         for r0 in range(0, oh, band):
             r1 = min(oh, r0 + band)
             start, m = r0 * wd, (r1 - r0) * wd
-            acc = torch.zeros(m, kernel.columns, dtype=torch.float64)
-            for ti, tj, c0, c1, mat in kernel.groups:
-                off = start + ti * wd + tj
-                acc[:, c0:c1].addmm_(flat[n, off:off + m], mat)
+            chunk = flat[n, start:start + m + halo].to(torch.float64)
+            if narrow:     # every tap's products at once, then summed at each tap's offset, with
+                # positions along rows (the transpose, so each sum runs over contiguous memory)
+                products, k = kernel.stacked.T @ chunk.T, 0
+                acc = torch.zeros(kernel.columns, m, dtype=torch.float64)
+                for ti, tj, c0, c1, _ in kernel.groups:
+                    off = ti * wd + tj
+                    acc[c0:c1] += products[k:k + c1 - c0, off:off + m]
+                    k += c1 - c0
+                acc = acc.T   # (positions, columns), as below; `finish` works on views
+            else:
+                acc = torch.zeros(m, kernel.columns, dtype=torch.float64)
+                for ti, tj, c0, c1, mat in kernel.groups:
+                    off = ti * wd + tj
+                    acc[:, c0:c1].addmm_(chunk[off:off + m], mat)
             # finished for the padded width too (no copy to drop those columns first)
             res = finish(acc.to(torch.int64)).view(r1 - r0, wd, blocks, -1)[:, :ow]
             for i, phase in enumerate(kernel.order):
