@@ -26,7 +26,7 @@ from codec.engine import LearnedCodec
 from codec.images import load_image
 from codec.integer import fixedpoint
 
-# name: (int8 products, float64 sub-pixel layers by phase products)
+# name: (int8 products, float64 strided transposed layers by phase products)
 KERNELS = {"int8": (True, True), "float64": (False, True), "float64-im2col": (False, False)}
 
 

@@ -295,16 +295,18 @@ def forced_products(int8: bool):
         INT8_MATMUL = old
 
 
-# sub-pixel layers on the CPU in float64: one product per tap and phase group (`float64_conv_by_phases`);
-# False: one im2col convolution with `subpixel_kernel`, zero taps included (the form used off the
-# CPU, and on it before 2026-11-28), kept selectable for benchmarks/cpu_kernels.py
+# strided transposed layers on the CPU in float64: phase products (`float64_conv_by_phases`); False:
+# the forms used off the CPU (and on it before 2026-11-28), one im2col convolution with
+# `subpixel_kernel`, zero taps included, or for the 3-channel layer a transposed convolution; kept
+# selectable for benchmarks/cpu_kernels.py
 PHASE_PRODUCTS = True
 
 
 @contextlib.contextmanager
 def forced_phase_products(on: bool):
-    """A block in which the CPU's float64 sub-pixel layers use `float64_conv_by_phases` (True) or
-    one im2col convolution (False): the same integers, for comparing their speed. Process-wide."""
+    """A block in which the CPU's float64 strided transposed layers use `float64_conv_by_phases`
+    (True) or the forms used off the CPU (False): the same integers, for comparing their speed.
+    Process-wide."""
     global PHASE_PRODUCTS
     old = PHASE_PRODUCTS
     PHASE_PRODUCTS = on
