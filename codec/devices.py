@@ -263,6 +263,11 @@ def _run_configs(path, data, codec, n, subprocesses, results, note, other_kernel
         note(f"integer decoder, {kind} products")
         with _threads(n), fixedpoint.forced_products(other):
             results.append((f"cpu {n} threads, {kind} products", "integer", decode_once(codec, data, "integer")))
+    # and float64 in the form used off the CPU (one im2col convolution per strided layer, zero taps
+    # included, instead of phase products): the same sums, grouped otherwise
+    note("integer decoder, float64 im2col form")
+    with _threads(n), fixedpoint.forced_products(False), fixedpoint.forced_phase_products(False):
+        results.append((f"cpu {n} threads, im2col form", "integer", decode_once(codec, data, "integer")))
     for device, label in accelerators():
         for dec in DECODERS:
             if dec == "integer" and not runs_integer(device):

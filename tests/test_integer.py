@@ -231,10 +231,12 @@ def test_one_hash_across_threads_and_instruction_sets(tmp_path, codec):
     p = _encode_small(tmp_path, codec)
     report = compare_backends(str(p), threads=2, subprocesses=True, other_kernel=True)
     ints = [r for r in report.rows if r.decoder == "integer"]
-    # 1 and 2 threads, the other CPU kernel (int8 or float64 products), three instruction sets
-    assert len(ints) == 6 and len({r.sha256 for r in ints}) == 1
+    # 1 and 2 threads, the other CPU kernel (int8 or float64 products), float64 in the im2col form
+    # used off the CPU, three instruction sets
+    assert len(ints) == 7 and len({r.sha256 for r in ints}) == 1
     other = "float64" if report.machine["integer_products"] == "int8" else "int8"
     assert [r.config for r in ints].count(f"cpu 2 threads, {other} products") == 1
+    assert [r.config for r in ints].count("cpu 2 threads, im2col form") == 1
     assert all(r.mismatches == 0 and r.max_diff == 0 for r in ints)
     floats = [r for r in report.rows if r.decoder == "float"]
     assert all(r.scale_index_mismatches is not None for r in floats)
