@@ -557,7 +557,7 @@ class PhaseKernel:
     elsewhere (k = 5, d = 2: 25 of 36 taps), so each tap multiplies into the output columns of the
     phases that use it, and of no other. The phases are laid out as column blocks in an `order`
     that makes each tap's phases one run of blocks, so a tap is one matrix product into a
-    contiguous slice of columns (k = 5, d = 2: 9 products, the four middle taps feeding all four
+    contiguous slice of columns (k = 5, d = 2: 9 products, the four taps every phase uses feeding all four
     phases)."""
 
     taps: int                  # T
