@@ -286,13 +286,8 @@ def forced_products(int8: bool):
     this machine would pick: for showing that both give the same pixels (`codec.devices`). Process-
     wide: layers running in other threads meanwhile switch too (the same integers, at the other
     kernel's speed)."""
-    global INT8_MATMUL
-    old = INT8_MATMUL
-    INT8_MATMUL = int8 and INT8_AVAILABLE
-    try:
+    with _switched("INT8_MATMUL", int8 and INT8_AVAILABLE):
         yield
-    finally:
-        INT8_MATMUL = old
 
 
 # strided transposed layers on the CPU in float64: phase products (`float64_conv_by_phases`); False:
@@ -307,13 +302,19 @@ def forced_phase_products(on: bool):
     """A block in which the CPU's float64 strided transposed layers use `float64_conv_by_phases`
     (True) or the forms used off the CPU (False): the same integers, for comparing their speed.
     Process-wide."""
-    global PHASE_PRODUCTS
-    old = PHASE_PRODUCTS
-    PHASE_PRODUCTS = on
+    with _switched("PHASE_PRODUCTS", on):
+        yield
+
+
+@contextlib.contextmanager
+def _switched(name: str, value: bool):
+    """This module's global `name` set to `value` for a block, then restored."""
+    old = globals()[name]
+    globals()[name] = value
     try:
         yield
     finally:
-        PHASE_PRODUCTS = old
+        globals()[name] = old
 
 
 def int8_faster_than_float64(rows: int = 128, k: int = 576, cout: int = 128) -> bool:
@@ -564,7 +565,8 @@ class PhaseKernel:
     stride: int
     columns: int               # d^2 Cout
     order: tuple[int, ...]     # the phase (a-major index) of each column block
-    groups: list[tuple[int, int, int, int, torch.Tensor]]   # (tap row, tap col, col0, col1, (Cin, col1-col0))
+    # (tap row, tap col, output col0, col1, its matrix's first column in `stacked`)
+    groups: list[tuple[int, int, int, int, int]]
     stacked: torch.Tensor      # (Cin, sum of the groups' widths): every group's matrix side by side
 
     @classmethod
@@ -595,12 +597,13 @@ class PhaseKernel:
         n = stride * stride
         orders = itertools.permutations(range(n)) if n <= 4 else [tuple(range(n))]
         order = min(orders, key=lambda o: len(runs(o)))
-        groups = []
+        groups, mats, k0 = [], [], 0
         for ti, tj, run in runs(order):
-            mat = np.concatenate([w[:, :, ki, kj] for _, ki, kj in run], 1).astype(np.float64)
-            groups.append((ti, tj, run[0][0] * cout, (run[-1][0] + 1) * cout, torch.from_numpy(mat)))
+            mats += [w[:, :, ki, kj] for _, ki, kj in run]
+            groups.append((ti, tj, run[0][0] * cout, (run[-1][0] + 1) * cout, k0))
+            k0 += len(run) * cout
         dmax, dmin = phase_offsets(k, stride, padding)
-        stacked = torch.cat([g[-1] for g in groups], 1).contiguous()
+        stacked = torch.from_numpy(np.concatenate(mats, 1).astype(np.float64))
         return cls(dmax - dmin + 1, stride, n * cout, tuple(order), groups, stacked)
 
 
@@ -641,18 +644,17 @@ def float64_conv_by_phases(x: torch.Tensor, kernel: PhaseKernel, pad: tuple[int,
             chunk = flat[n, start:start + m + halo].to(torch.float64)
             if narrow:     # every tap's products at once, then summed at each tap's offset, with
                 # positions along rows (the transpose, so each sum runs over contiguous memory)
-                products, k = kernel.stacked.T @ chunk.T, 0
+                products = kernel.stacked.T @ chunk.T
                 acc = torch.zeros(kernel.columns, m, dtype=torch.float64)
-                for ti, tj, c0, c1, _ in kernel.groups:
+                for ti, tj, c0, c1, k0 in kernel.groups:
                     off = ti * wd + tj
-                    acc[c0:c1] += products[k:k + c1 - c0, off:off + m]
-                    k += c1 - c0
+                    acc[c0:c1] += products[k0:k0 + c1 - c0, off:off + m]
                 acc = acc.T   # (positions, columns), as below; `finish` works on views
             else:
                 acc = torch.zeros(m, kernel.columns, dtype=torch.float64)
-                for ti, tj, c0, c1, mat in kernel.groups:
+                for ti, tj, c0, c1, k0 in kernel.groups:
                     off = ti * wd + tj
-                    acc[:, c0:c1].addmm_(chunk[off:off + m], mat)
+                    acc[:, c0:c1].addmm_(chunk[off:off + m], kernel.stacked[:, k0:k0 + c1 - c0])
             # finished for the padded width too (no copy to drop those columns first)
             res = finish(acc.to(torch.int64)).view(r1 - r0, wd, blocks, -1)[:, :ow]
             for i, phase in enumerate(kernel.order):
