@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from . import loopfilter
 from .engine import LearnedCodec, available_devices, runs_integer
 from .entropy.bitstream import Bitstream
 from .errors import BitlensError
@@ -153,7 +154,8 @@ def decode_once(codec: LearnedCodec, data: bytes, decoder: str, dtype: str = "fl
 
 @torch.inference_mode()
 def _float_decode_dtype(codec: LearnedCodec, data: bytes, dtype: torch.dtype) -> np.ndarray:
-    """Float synthesis in another precision (float64 or bfloat16 autocast): entropy decoding unchanged."""
+    """Float synthesis in another precision (float64 or bfloat16 autocast): entropy decoding, the
+    post-filter and the loop filter unchanged."""
     bs = Bitstream.unpack(data)
     y_hat = torch.from_numpy(codec.y_hat(codec.entropy_decode(bs)))[None]
     if dtype == torch.bfloat16:
@@ -161,8 +163,8 @@ def _float_decode_dtype(codec: LearnedCodec, data: bytes, dtype: torch.dtype) ->
             x = codec.net.g_s(y_hat.float()).float()
     else:
         x = copy.deepcopy(codec.net.g_s).double()(y_hat.double()).float()
-    x = x[0, :, :bs.height, :bs.width].clamp(0, 1)
-    return x.permute(1, 2, 0).numpy().astype(np.float64)
+    filters = loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
+    return codec._in_loop(x[0, :, :bs.height, :bs.width].numpy(), bs.q_code, "float", filters=filters)
 
 
 def _worker_main(argv: list[str]) -> int:

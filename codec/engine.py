@@ -26,10 +26,11 @@ from .errors import BitlensError
 from .grid import CELL, STRIDE, latent_grid  # noqa: F401  (re-exported: callers know them from here)
 from .images import SourceImage
 from .integer.fixedpoint import layers_from_dict
-from .integer.networks import IntegerContextNet, IntegerDecoderNets
+from .integer.networks import IntegerContextNet, IntegerDecoderNets, IntegerPostFilter
 from .model.context import anchor_mask
 from .model.hyperprior import VariableRateHyperprior, pad_to_multiple
 from .model.layers import inference_analysis
+from .model.postfilter import PostFilter
 from .model.quality import Q16, QMAX, log2_step_grid_q16, log2_step_q16, step_from_log2_q16
 from .model.zoo import DEFAULT_MODEL_ID, load_bundle
 from .ratemodel import RateModel
@@ -189,6 +190,14 @@ class LearnedCodec:
         # every latent decoded at the centre of its bin
         self.residual = (IntegerContextNet.from_dict(bundle["integer_residual"])
                          if "integer_residual" in bundle else None)
+        # learned post-filter (codec/model/postfilter.py, v14): float form for the float decoder and
+        # the encoder's loop-filter fit, integer form for the integer decoders; None: no post-filter
+        self.post_float, self.postfilter = None, None
+        if "postfilter" in bundle:
+            self.post_float = PostFilter(**bundle["postfilter"]["config"])
+            self.post_float.load_state_dict({k: v.float() for k, v in bundle["postfilter"]["state_dict"].items()})
+            self.post_float.eval()
+            self.postfilter = IntegerPostFilter.from_dict(bundle["integer_postfilter"])
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
         for layer in ((self.integer.layers() if self.integer else []) + (self.context.layers if self.context else [])
@@ -344,7 +353,7 @@ class LearnedCodec:
         filter_data = None
         if an.loop_filter:
             index = _layout(filter_layout, len(z_data) + len(y_data))
-            coeffs, clips = (self._fit_filter(an, sy, index) if fit_filter
+            coeffs, clips = (self._fit_filter(an, sy, q_code, index) if fit_filter
                              else (loopfilter.identity(an.source.planes, index), None))
             filter_data = loopfilter.pack(coeffs, index, clips)
         bs = Bitstream(an.source.width, an.source.height, self.model_id, int(q_code), an.source.grayscale,
@@ -362,27 +371,30 @@ class LearnedCodec:
         if filtered and an.loop_filter:
             if filter_layout is None:   # the file's own layout: its real stream sizes, as `encode` has them
                 filter_layout = _layout(None, len(self.hyper(an, q_code).z_data) + len(self._y_data(sy)))
-            filters = self._fit_filter(an, sy, filter_layout)
-        return self._synthesize(self.y_hat(sy), an.source.height, an.source.width, backend, filters=filters)
+            filters = self._fit_filter(an, sy, q_code, filter_layout)
+        return self._synthesize(self.y_hat(sy), an.source.height, an.source.width, q_code, backend, filters=filters)
 
     def _y_data(self, sy: Symbols) -> bytes:
         """The coded y stream (with a context model in parts, each but the last after its length)."""
         return join_streams([coder.encode(s, r, self.y_table) for s, r in self._y_parts(sy)])
 
     @torch.inference_mode()
-    def _fit_filter(self, an: Analysis, sy: Symbols, index: int) -> tuple[list[np.ndarray], list[int]]:
+    def _fit_filter(self, an: Analysis, sy: Symbols, q_code: int, index: int) -> tuple[list[np.ndarray], list[int]]:
         """Loop-filter coefficients and clip index per plane in layout `index`, fitted on the float synthesis of
-        these symbols (as good as fitting on the integer decoder's, in half the time: `g_s_fit`).
-        Cached with the symbols."""
+        these symbols (as good as fitting on the integer decoder's, in half the time: `g_s_fit`) after
+        the float post-filter (models with one). Cached with the symbols."""
         if index not in sy.filters:
             y_hat = torch.from_numpy(self.y_hat(sy).astype(np.float32))[None]
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
+            planes10 = [to_10bit(p) for p in rec]
+            if self.post_float is not None:
+                planes10[0] = self._post_filter(np.stack(planes10), q_code, "float")
             coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
             for i, ref in enumerate(an.source10):
                 n = len(coeffs[i])
                 if n:
-                    plane = to_10bit(rec[i])
+                    plane = planes10[i]
                     coeffs[i], clips[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
             sy.filters[index] = coeffs, clips
         return sy.filters[index]
@@ -417,7 +429,7 @@ class LearnedCodec:
             raise BitstreamError("quality code out of range: corrupted bitstream")
         sy = self.entropy_decode(bs, device)
         filters = loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
-        ycc = self._synthesize(self.y_hat(sy), bs.height, bs.width, backend, device, filters)
+        ycc = self._synthesize(self.y_hat(sy), bs.height, bs.width, bs.q_code, backend, device, filters)
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> Symbols:
@@ -552,11 +564,10 @@ class LearnedCodec:
         return [(sy.s[ch][:, cells], sy.rows[ch][:, cells])
                 for cells, ch in ((anchors if a else ~anchors, ch) for a, ch in self._y_groups())]
 
-    def _synthesize(self, y_hat: np.ndarray, height: int, width: int, backend: str = "integer",
+    def _synthesize(self, y_hat: np.ndarray, height: int, width: int, q_code: int, backend: str = "integer",
                     device: str = "cpu", filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:
-        """The (H, W, 3) Y'CbCr reconstruction in [0, 1], each plane with its loop `filters`
-        (coefficients and clip index per plane) applied on its 10-bit values (luma's per class of
-        its 4x4 blocks) while the planes are still contiguous."""
+        """The (H, W, 3) Y'CbCr reconstruction in [0, 1] of `y_hat` by the `backend`'s synthesis on
+        `device`, then `_in_loop`."""
         if backend not in BACKENDS:
             raise BitlensError(f"unknown decoder backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if backend == "float" or self.integer is None:
@@ -569,12 +580,32 @@ class LearnedCodec:
                     raise BitlensError("this model has no 8-bit synthesis")
                 nets = IntegerDecoderNets(nets.h_s, self.g_s8, nets.s_mu, nets.s_ls, nets.s_y, 8)
             x = nets.synthesize(y_hat, device)
-        planes = np.clip(x[:, :height, :width], 0, 1).astype(np.float64, copy=False)
+        return self._in_loop(x[:, :height, :width], q_code, backend, device, filters)
+
+    def _in_loop(self, x: np.ndarray, q_code: int, backend: str = "integer", device: str = "cpu",
+                 filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:
+        """The (H, W, 3) Y'CbCr reconstruction in [0, 1] from the synthesis output `x` (3, H, W):
+        luma corrected by the learned post-filter (models with one) at quality `q_code`, then each
+        plane with its loop `filters` (coefficients and clip index per plane) applied on its 10-bit
+        values (luma's per class of its 4x4 blocks) while the planes are still contiguous."""
+        planes = np.clip(x, 0, 1).astype(np.float64, copy=False)
+        if self.postfilter is not None:
+            planes[0] = self._post_filter(np.stack([to_10bit(p) for p in planes]), q_code, backend, device) / 1023.0
         for i, (c, clip) in enumerate(zip(*filters) if filters else []):
             if np.any(c):
                 plane = to_10bit(planes[i])
                 planes[i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c)), clip) / 1023.0
         return planes.transpose(1, 2, 0).astype(np.float64)
+
+    def _post_filter(self, planes10: np.ndarray, q_code: int, backend: str, device: str = "cpu") -> np.ndarray:
+        """10-bit luma (H, W) corrected by the post-filter: its integer form for the integer decoders
+        (exact everywhere), its float form for the float decoder and the encoder's loop-filter fit."""
+        if backend != "float":
+            return self.postfilter.luma(planes10, q_code, device)
+        with torch.inference_mode():
+            x = torch.from_numpy(planes10.astype(np.float32))[None]
+            out = self.post_float(x, torch.tensor([q_code]))[0, 0].numpy()
+        return np.clip(np.round(out), 0, 1023).astype(np.uint16)
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:
         if bs.grayscale:

@@ -1,6 +1,7 @@
 """Export a training checkpoint as a shipped model bundle (weights + integer entropy tables).
 
     python training/export.py checkpoints/base/last.pt resources/models/bitlens-hp-v1.pt --id 1
+    python training/export.py checkpoints/postfilter-v14.pt resources/models/bitlens-hp-v14.pt --id 14
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.engine import LearnedCodec, anchor_cells  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.integer.fixedpoint import layers_to_dict  # noqa: E402
-from codec.integer.networks import build_integer_context, build_integer_nets  # noqa: E402
+from codec.color import to_10bit  # noqa: E402
+from codec.integer.networks import build_integer_context, build_integer_nets, build_integer_postfilter  # noqa: E402
 from codec.model.context import CheckerboardContext  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
+from codec.model.postfilter import PostFilter  # noqa: E402
 from codec.model.quality import QMAX  # noqa: E402
 from codec.model.zoo import make_bundle, merge_variant, read_bundle  # noqa: E402
 
@@ -121,6 +124,26 @@ def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
     return variant
 
 
+def postfilter_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
+    """A shipped model plus a post-filter trained on it frozen (training/postfilter.py), as a variant
+    bundle: the base model's id, the post-filter's float weights and its integer network,
+    calibrated on the base model's reconstructions of training crops at five qualities."""
+    net = PostFilter(**state["config"])
+    net.load_state_dict(state["state_dict"])
+    codec = LearnedCodec.load(state["base"])
+    inputs = []
+    with torch.no_grad():
+        for src in crops:
+            an = codec.analyze(src, loop_filter=False)
+            for q in np.linspace(0, QMAX, 5).astype(int):
+                ycc = codec.reconstruct(an, int(q), filtered=False).transpose(2, 0, 1)
+                planes10 = torch.from_numpy(np.stack([to_10bit(p) for p in ycc]).astype(np.float32))[None]
+                inputs.append(PostFilter.inputs(planes10, torch.tensor([int(q)])))
+    return dict(base_model_id=codec.model_id, model_id=model_id, name=name,
+                postfilter=dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()}),
+                integer_postfilter=build_integer_postfilter(net, inputs).to_dict())
+
+
 def rate_prior(bundle: dict, crops: list, n_codes: int = 33) -> np.ndarray:
     """Mean log bpp over training crops at evenly spaced quality codes (the fast matcher's prior)."""
     codec = LearnedCodec(bundle)
@@ -147,6 +170,9 @@ def main() -> None:
     crops = calibration_crops(args.photos, 8)
     if "slices" in state or "residual" in state:   # training/train_slices.py, train_residual.py: variants
         bundle = addon_variant(state, args.id, name, crops)
+        full = merge_variant(bundle)
+    elif "base" in state:   # training/postfilter.py: a variant whose rates are its base's
+        bundle = postfilter_variant(state, args.id, name, crops)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network

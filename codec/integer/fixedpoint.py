@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 ACC_LIMIT = 1 << 53          # float64 represents every integer below this exactly
+FLOAT32_LIMIT = 1 << 24      # float32 represents every integer below this exactly
 PRODUCT_LIMIT = 1 << 62      # acc * mult must stay inside int64
 ACT_BITS = 16                # activations are signed 16-bit
 

@@ -5,5 +5,6 @@ from __future__ import annotations
 MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp-v3", 4: "bitlens-hp-v4",
                           5: "bitlens-hp-v5", 6: "bitlens-hp-v6", 7: "bitlens-hp-v7",
                           8: "bitlens-hp-v8", 10: "bitlens-hp-v10", 11: "bitlens-hp-v11",
-                          12: "bitlens-hp-v12", 13: "bitlens-hp-v13"}   # v9: trained, not shipped
-DEFAULT_MODEL_ID = 13
+                          12: "bitlens-hp-v12", 13: "bitlens-hp-v13",
+                          14: "bitlens-hp-v14"}   # v9: trained, not shipped
+DEFAULT_MODEL_ID = 14

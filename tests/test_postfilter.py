@@ -1,0 +1,128 @@
+"""The learned post-filter (model 14): an integer network whose float32 sums are exact, applied to
+the decoded luma before the loop filter, on the encoder's side (the loop filter is fitted after it)
+and the decoder's alike."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from codec.engine import LearnedCodec, decode_bitstream
+from codec.images import source_from_array
+from codec.integer.fixedpoint import FLOAT32_LIMIT
+from codec.integer.networks import IntegerPostFilter, ShiftConv, build_integer_postfilter, shift_conv
+from codec.model.postfilter import GAIN, PostFilter
+from codec.model.quality import QMAX
+
+
+def random_postfilter(seed: int = 0, std: float = 0.1) -> PostFilter:
+    torch.manual_seed(seed)
+    net = PostFilter()
+    for m in net.net:
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=std)
+    return net
+
+
+def random_planes(rng, h: int = 40, w: int = 56) -> np.ndarray:
+    return rng.integers(0, 1024, (3, h, w)).astype(np.uint16)
+
+
+def calibration(rng) -> list[torch.Tensor]:
+    return [PostFilter.inputs(torch.from_numpy(random_planes(rng).astype(np.float32))[None], torch.tensor([q]))
+            for q in (0, QMAX // 2, QMAX)]
+
+
+def float64_reference(pf: IntegerPostFilter, planes10: np.ndarray, q_code: int) -> np.ndarray:
+    """The integer network's definition, summed in float64 (exact for these magnitudes)."""
+    x = PostFilter.inputs(torch.from_numpy(planes10.astype(np.float64))[None], torch.tensor([q_code]))
+    for layer in pf.layers:
+        half = np.where(layer.shift > 0, 2.0 ** (layer.shift - 1), 0.0)
+        acc = F.conv2d(x, torch.from_numpy(layer.weight.astype(np.float64)), torch.from_numpy(layer.bias + half),
+                       padding=1)
+        x = torch.floor(acc * torch.from_numpy(2.0 ** -layer.shift.astype(np.float64)).view(1, -1, 1, 1))
+        x = x.clamp(0 if layer.relu else -layer.out_max - 1, layer.out_max)
+    return np.clip(np.round(planes10[0] + GAIN * pf.s_out * x[0, 0].numpy()), 0, 1023).astype(np.uint16)
+
+
+@pytest.mark.parametrize("q_code", [0, 20000, QMAX])
+def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code):
+    rng = np.random.default_rng(1)
+    pf = build_integer_postfilter(random_postfilter(), calibration(rng))
+    assert all(layer.sum_bound() < FLOAT32_LIMIT for layer in pf.layers)
+    for planes in (random_planes(rng), np.full((3, 9, 7), 1023, np.uint16), np.zeros((3, 5, 6), np.uint16),
+                   np.where(rng.random((3, 17, 13)) < 0.5, 0, 1023).astype(np.uint16)):
+        got = pf.luma(planes, q_code)
+        assert np.array_equal(got, float64_reference(pf, planes, q_code))
+    assert not np.array_equal(pf.luma(planes, q_code), planes[0])     # it does change the picture
+
+
+def test_integer_post_filter_follows_the_float_one_within_a_level():
+    rng = np.random.default_rng(2)
+    net = random_postfilter(std=0.05)
+    pf = build_integer_postfilter(net, calibration(rng))
+    planes = random_planes(rng)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(planes.astype(np.float32))[None], torch.tensor([30000]))[0, 0].numpy()
+    diff = pf.luma(planes, 30000).astype(np.int64) - np.clip(np.round(ref), 0, 1023)
+    assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.05
+
+
+def test_layers_too_wide_for_float32_are_refused_and_the_builder_narrows_the_weights():
+    net = random_postfilter(std=3.0)       # large weights: 16-bit ones would overflow 2^24
+    first = net.net[0]
+    with pytest.raises(ValueError, match="not exact in float32"):
+        shift_conv(first, True, 2.0 ** -10, 2.0 ** -4, 1023, 1023, 16)
+    pf = build_integer_postfilter(net, calibration(np.random.default_rng(3)))
+    assert np.abs(pf.layers[0].weight).max() < 1 << 14
+    assert all(layer.sum_bound() < FLOAT32_LIMIT for layer in pf.layers)
+
+
+def test_untrained_post_filter_changes_nothing_and_round_trips_through_its_dict():
+    rng = np.random.default_rng(4)
+    planes = random_planes(rng)
+    zero = build_integer_postfilter(PostFilter(), calibration(rng))
+    assert np.array_equal(zero.luma(planes, 1234), planes[0])
+    pf = build_integer_postfilter(random_postfilter(), calibration(rng))
+    again = IntegerPostFilter.from_dict(pf.to_dict())
+    assert isinstance(again.layers[0], ShiftConv) and again.s_out == pf.s_out
+    assert np.array_equal(again.luma(planes, 777), pf.luma(planes, 777))
+
+
+@pytest.fixture(scope="module")
+def v14():
+    return LearnedCodec.load(14)
+
+
+def test_model_14_is_model_13_plus_the_post_filter(v14, small_rgb):
+    """The symbols, their coding and the file size are model 13's; the decoded luma passes the
+    post-filter before the loop filter, which the encoder fits on the post-filtered picture."""
+    v13 = LearnedCodec.load(13)
+    src = source_from_array(small_rgb)
+    q = QMAX // 3
+    an13, an = v13.analyze(src, loop_filter=False), v14.analyze(src, loop_filter=False)
+    assert np.array_equal(v14.symbols(an, q).s, v13.symbols(an13, q).s)
+    enc13, enc = v13.encode(an13, q), v14.encode(an, q)
+    assert len(enc.data) == len(enc13.data)
+    plain, filtered = decode_bitstream(enc13.data).ycbcr, decode_bitstream(enc.data).ycbcr
+    planes10 = np.stack([np.clip(np.round(p * 1023), 0, 1023) for p in plain.transpose(2, 0, 1)]).astype(np.uint16)
+    assert np.array_equal(np.round(filtered[..., 0] * 1023), v14.postfilter.luma(planes10, q))
+    assert np.array_equal(filtered[..., 1:], plain[..., 1:])
+    # with the loop filter: the decoder's picture is the encoder's
+    an = v14.analyze(src)
+    enc = v14.encode(an, q)
+    assert np.array_equal(decode_bitstream(enc.data).ycbcr, v14.reconstruct(an, q))
+
+
+def test_model_14_decodes_closer_to_the_source_than_model_13(v14):
+    """On a crop of the bundled sample (not a training photo), the post-filter lowers the luma error
+    of the loop-filtered decode at a low and a middle quality."""
+    from tests.conftest import sample_crop
+    v13 = LearnedCodec.load(13)
+    src = source_from_array(sample_crop(128, 192))
+    for q in (QMAX // 8, QMAX // 2):
+        errors = []
+        for codec in (v13, v14):
+            an = codec.analyze(src)
+            y = decode_bitstream(codec.encode(an, q).data).y10.astype(np.float64)
+            errors.append(((y - an.source10[0]) ** 2).mean())
+        assert errors[1] < errors[0], (q, errors)

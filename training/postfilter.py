@@ -1,0 +1,158 @@
+"""Train the learned post-filter (codec/model/postfilter.py) of model v14 on a frozen v13.
+
+The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
+post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
+a luma correction out) trained on the float reconstructions (v13 frozen, no loop filter) of the
+first 37 training photos at six quality codes, measured on the last 12 (never Kodak): the luma
+squared error left by the 12-class loop filter alone, by the post-filter alone and by the
+post-filter followed by the loop filter (refitted on its output), each against the plain
+reconstruction, and the PSNR-Y change. `training/export_postfilter.py` turns the saved weights
+into the v14 bundle.
+
+    python training/postfilter.py --minutes 40 --per-code --save checkpoints/postfilter-v14.pt
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from codec import loopfilter  # noqa: E402
+from codec.color import to_10bit  # noqa: E402
+from codec.engine import QMAX, LearnedCodec  # noqa: E402
+from codec.images import load_image  # noqa: E402
+from codec.model.postfilter import PostFilter  # noqa: E402
+
+CODES = (8000, 14000, 20000, 28000, 36000, 44000)
+
+
+@torch.no_grad()
+def reconstructions(codec: LearnedCodec, paths: list[str]) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """(original 10-bit Y'CbCr (3, H, W), [reconstruction at each code]) per photo, cropped to 16s."""
+    out = []
+    for path in paths:
+        src = load_image(path)
+        src.rgb = src.rgb[:src.rgb.shape[0] // 16 * 16, :src.rgb.shape[1] // 16 * 16]
+        an = codec.analyze(src, loop_filter=False)
+        ref = np.stack(an.source10)
+        recs = [np.stack([to_10bit(p) for p in codec.reconstruct(an, q, backend="float", filtered=False).transpose(2, 0, 1)])
+                for q in CODES]
+        out.append((ref, recs))
+        print(f"  {os.path.basename(path)} {ref.shape[2]}x{ref.shape[1]}", flush=True)
+    return out
+
+
+def batches(data, size: int, patch: int, rng: np.random.Generator):
+    while True:
+        recs, refs, qs = [], [], []
+        for _ in range(size):
+            ref, rec = data[rng.integers(len(data))]
+            i = rng.integers(len(CODES))
+            y0, x0 = rng.integers(ref.shape[1] - patch), rng.integers(ref.shape[2] - patch)
+            r, t = rec[i][:, y0:y0 + patch, x0:x0 + patch], ref[:1, y0:y0 + patch, x0:x0 + patch]
+            if rng.random() < 0.5:
+                r, t = r[:, :, ::-1], t[:, :, ::-1]
+            recs.append(r.astype(np.float32))
+            refs.append(t.astype(np.float32))
+            qs.append(CODES[i])
+        yield torch.from_numpy(np.stack(recs)), torch.from_numpy(np.stack(refs)), torch.tensor(qs, dtype=torch.float32)
+
+
+def luma_errors(net: PostFilter, ref: np.ndarray, rec: np.ndarray, q: int) -> tuple[float, float, float, float]:
+    """Luma squared error: plain, loop filter, CNN, CNN then loop filter."""
+    def se(y: np.ndarray) -> float:
+        return float(((y.astype(np.float64) - ref[0]) ** 2).sum())
+
+    def filtered(y: np.ndarray) -> np.ndarray:
+        classes = loopfilter.classify(y, 12)
+        coeffs, clip = loopfilter.fit(y, ref[0], classes, 12)
+        return loopfilter.apply(y, coeffs, classes, clip)
+
+    with torch.no_grad():
+        out = net(torch.from_numpy(rec.astype(np.float32))[None], torch.tensor([float(q)]))[0, 0].numpy()
+    cnn = np.clip(np.round(out), 0, 1023).astype(np.uint16)
+    return se(rec[0]), se(filtered(rec[0])), se(cnn), se(filtered(cnn))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", default="../shared/data/train-photos")
+    ap.add_argument("--base", type=int, default=13, help="the frozen codec's model id")
+    ap.add_argument("--minutes", type=float, default=35)
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--cache", default="checkpoints/postfilter-recs.pt")
+    ap.add_argument("--save", default=None)
+    ap.add_argument("--per-code", action="store_true",
+                    help="weight each patch's error by 1 / its code's mean plain error (every rate counts alike)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    paths = sorted(glob.glob(os.path.join(args.photos, "*.png")))
+    if os.path.exists(args.cache):
+        train, test = torch.load(args.cache, weights_only=False)
+    else:
+        codec = LearnedCodec.load(args.base)
+        print("reconstructing the training photos", flush=True)
+        train = reconstructions(codec, paths[:-12])
+        print("reconstructing the held-out photos", flush=True)
+        test = reconstructions(codec, paths[-12:])
+        os.makedirs(os.path.dirname(args.cache), exist_ok=True)
+        torch.save((train, test), args.cache)
+    flat = [(ref, recs) for ref, recs in train]
+    plain = {q: np.mean([((recs[i][0].astype(np.float64) - ref[0]) ** 2).mean() for ref, recs in flat])
+             for i, q in enumerate(CODES)}
+    print("plain luma MSE per code: " + ", ".join(f"{q}: {v:.2f}" for q, v in plain.items()), flush=True)
+    net = PostFilter(args.channels, args.layers)
+    print(f"{args.layers} layers x {args.channels} channels: {net.macs_per_pixel()} multiply-adds per pixel", flush=True)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    rng = np.random.default_rng(0)
+    t0, step, seconds = time.perf_counter(), 0, args.minutes * 60
+    running = []
+    for rec, ref, q in batches(flat, args.batch, args.patch, rng):
+        elapsed = time.perf_counter() - t0
+        if elapsed > seconds:
+            break
+        for g in opt.param_groups:   # cosine decay over the time budget
+            g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+        out = net(rec, q)
+        base = ((rec[:, :1] - ref) ** 2).mean()
+        if args.per_code:
+            w = torch.tensor([1.0 / plain[int(v)] for v in q]).view(-1, 1, 1, 1)
+            loss = (((out - ref) ** 2) * w).mean() / w.mean()
+        else:
+            loss = ((out - ref) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running.append(float(loss.detach() / base))
+        step += 1
+        if step % 500 == 0:
+            print(f"step {step} {elapsed / 60:.1f} min: luma MSE x {np.mean(running):.4f} of the plain reconstruction", flush=True)
+            running = []
+    if args.save:   # for training/export.py
+        torch.save({"base": args.base, "config": net.config, "state_dict": net.state_dict(), "step": step,
+                    "seconds": time.perf_counter() - t0, "args": vars(args)}, args.save)
+    print(f"\n{step} steps; held-out photos (last 12), luma squared error against the plain reconstruction")
+    print("| quality code | loop filter | CNN | CNN, then loop filter | PSNR-Y gain of CNN + filter over filter |")
+    print("|---|---|---|---|---|")
+    for i, q in enumerate(CODES):
+        e = np.array([luma_errors(net, ref, recs[i], q) for ref, recs in test])
+        tot = e.sum(axis=0)
+        rel = tot[1:] / tot[0] - 1
+        gain = 10 * np.log10(e[:, 1] / e[:, 3]).mean()
+        print(f"| {q} | " + " | ".join(f"{100 * x:+.2f}%" for x in rel) + f" | {gain:+.3f} dB |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
