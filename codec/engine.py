@@ -191,9 +191,12 @@ class LearnedCodec:
         self.residual = (IntegerContextNet.from_dict(bundle["integer_residual"])
                          if "integer_residual" in bundle else None)
         # learned post-filter (codec/model/postfilter.py, v14): float form for the float decoder and
-        # the encoder's loop-filter fit, integer form for the integer decoders; None: no post-filter
-        self.post_float, self.postfilter = None, None
+        # the encoder's loop-filter fit, integer form for the integer decoders; None: no post-filter.
+        # It runs at quality codes up to `postfilter_max_code` (above the codes it was trained at it
+        # lowers PSNR-Y on held-out training photos)
+        self.post_float, self.postfilter, self.postfilter_max_code = None, None, -1
         if "postfilter" in bundle:
+            self.postfilter_max_code = int(bundle["postfilter"].get("max_code", QMAX))
             self.post_float = PostFilter(**bundle["postfilter"]["config"])
             self.post_float.load_state_dict({k: v.float() for k, v in bundle["postfilter"]["state_dict"].items()})
             self.post_float.eval()
@@ -388,7 +391,7 @@ class LearnedCodec:
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
             planes10 = [to_10bit(p) for p in rec]
-            if self.post_float is not None:
+            if q_code <= self.postfilter_max_code:
                 planes10[0] = self._post_filter(np.stack(planes10), q_code, "float")
             coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
             for i, ref in enumerate(an.source10):
@@ -585,11 +588,11 @@ class LearnedCodec:
     def _in_loop(self, x: np.ndarray, q_code: int, backend: str = "integer", device: str = "cpu",
                  filters: tuple[list[np.ndarray], list[int]] | None = None) -> np.ndarray:
         """The (H, W, 3) Y'CbCr reconstruction in [0, 1] from the synthesis output `x` (3, H, W):
-        luma corrected by the learned post-filter (models with one) at quality `q_code`, then each
+        luma corrected by the learned post-filter (models with one, up to its highest quality code), then each
         plane with its loop `filters` (coefficients and clip index per plane) applied on its 10-bit
         values (luma's per class of its 4x4 blocks) while the planes are still contiguous."""
         planes = np.clip(x, 0, 1).astype(np.float64, copy=False)
-        if self.postfilter is not None:
+        if q_code <= self.postfilter_max_code:
             planes[0] = self._post_filter(np.stack([to_10bit(p) for p in planes]), q_code, backend, device) / 1023.0
         for i, (c, clip) in enumerate(zip(*filters) if filters else []):
             if np.any(c):

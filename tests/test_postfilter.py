@@ -126,3 +126,14 @@ def test_model_14_decodes_closer_to_the_source_than_model_13(v14):
             y = decode_bitstream(codec.encode(an, q).data).y10.astype(np.float64)
             errors.append(((y - an.source10[0]) ** 2).mean())
         assert errors[1] < errors[0], (q, errors)
+
+
+def test_model_14_above_its_highest_post_filter_code_decodes_as_model_13(v14, small_rgb):
+    """Above the codes it was trained at the post-filter lowered PSNR-Y on held-out training photos,
+    so it runs up to the code the bundle names (50000): beyond, model 14's pixels are model 13's."""
+    v13 = LearnedCodec.load(13)
+    assert v14.postfilter_max_code == 50000 and v13.postfilter_max_code < 0
+    src = source_from_array(small_rgb)
+    for q, same in ((v14.postfilter_max_code + 1, True), (v14.postfilter_max_code, False)):
+        pixels = [decode_bitstream(c.encode(c.analyze(src), q).data).pixels for c in (v13, v14)]
+        assert np.array_equal(*pixels) == same, q

@@ -124,10 +124,11 @@ def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
     return variant
 
 
-def postfilter_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
+def postfilter_variant(state: dict, model_id: int, name: str, crops: list, max_code: int = QMAX) -> dict:
     """A shipped model plus a post-filter trained on it frozen (training/postfilter.py), as a variant
-    bundle: the base model's id, the post-filter's float weights and its integer network,
-    calibrated on the base model's reconstructions of training crops at five qualities."""
+    bundle: the base model's id, the post-filter's float weights, the highest quality code it runs
+    at, and its integer network, calibrated on the base model's reconstructions of training crops at
+    five qualities."""
     net = PostFilter(**state["config"])
     net.load_state_dict(state["state_dict"])
     codec = LearnedCodec.load(state["base"])
@@ -140,7 +141,8 @@ def postfilter_variant(state: dict, model_id: int, name: str, crops: list) -> di
                 planes10 = torch.from_numpy(np.stack([to_10bit(p) for p in ycc]).astype(np.float32))[None]
                 inputs.append(PostFilter.inputs(planes10, torch.tensor([int(q)])))
     return dict(base_model_id=codec.model_id, model_id=model_id, name=name,
-                postfilter=dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()}),
+                postfilter=dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
+                                max_code=int(max_code)),
                 integer_postfilter=build_integer_postfilter(net, inputs).to_dict())
 
 
@@ -164,6 +166,8 @@ def main() -> None:
     ap.add_argument("--photos", default="../shared/data/train-photos")
     ap.add_argument("--extra-levels", type=int, nargs=2, default=(1, 1), metavar=("BELOW", "ABOVE"),
                     help="extrapolated quality levels below and above the trained ones")
+    ap.add_argument("--postfilter-max-code", type=int, default=QMAX,
+                    help="post-filter variants: the highest quality code the post-filter runs at")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
     name = args.name or os.path.splitext(os.path.basename(args.output))[0]
@@ -172,7 +176,7 @@ def main() -> None:
         bundle = addon_variant(state, args.id, name, crops)
         full = merge_variant(bundle)
     elif "base" in state:   # training/postfilter.py: a variant whose rates are its base's
-        bundle = postfilter_variant(state, args.id, name, crops)
+        bundle = postfilter_variant(state, args.id, name, crops, args.postfilter_max_code)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network

@@ -10,6 +10,10 @@ reconstruction, and the PSNR-Y change. `training/export_postfilter.py` turns the
 into the v14 bundle.
 
     python training/postfilter.py --minutes 40 --per-code --save checkpoints/postfilter-v14.pt
+    python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
+
+Above the trained codes the post-filter hurts (the second line's table); `training/export.py
+--postfilter-max-code` keeps it to the codes where it helps on these held-out photos.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ CODES = (8000, 14000, 20000, 28000, 36000, 44000)
 
 
 @torch.no_grad()
-def reconstructions(codec: LearnedCodec, paths: list[str]) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+def reconstructions(codec: LearnedCodec, paths: list[str], codes=CODES) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     """(original 10-bit Y'CbCr (3, H, W), [reconstruction at each code]) per photo, cropped to 16s."""
     out = []
     for path in paths:
@@ -43,7 +47,7 @@ def reconstructions(codec: LearnedCodec, paths: list[str]) -> list[tuple[np.ndar
         an = codec.analyze(src, loop_filter=False)
         ref = np.stack(an.source10)
         recs = [np.stack([to_10bit(p) for p in codec.reconstruct(an, q, backend="float", filtered=False).transpose(2, 0, 1)])
-                for q in CODES]
+                for q in codes]
         out.append((ref, recs))
         print(f"  {os.path.basename(path)} {ref.shape[2]}x{ref.shape[1]}", flush=True)
     return out
@@ -95,6 +99,9 @@ def main() -> None:
     ap.add_argument("--save", default=None)
     ap.add_argument("--per-code", action="store_true",
                     help="weight each patch's error by 1 / its code's mean plain error (every rate counts alike)")
+    ap.add_argument("--load", default=None, help="evaluate these saved weights instead of training")
+    ap.add_argument("--eval-codes", type=int, nargs="+", default=list(CODES),
+                    help="quality codes of the held-out table (others than the cached ones: reconstructed now)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -109,6 +116,15 @@ def main() -> None:
         test = reconstructions(codec, paths[-12:])
         os.makedirs(os.path.dirname(args.cache), exist_ok=True)
         torch.save((train, test), args.cache)
+    if args.eval_codes != list(CODES):
+        print("reconstructing the held-out photos at the evaluation codes", flush=True)
+        test = reconstructions(LearnedCodec.load(args.base), paths[-12:], args.eval_codes)
+    if args.load:
+        state = torch.load(args.load, weights_only=False)
+        net = PostFilter(**state["config"])
+        net.load_state_dict(state["state_dict"])
+        evaluate(net, test, args.eval_codes)
+        return
     flat = [(ref, recs) for ref, recs in train]
     plain = {q: np.mean([((recs[i][0].astype(np.float64) - ref[0]) ** 2).mean() for ref, recs in flat])
              for i, q in enumerate(CODES)}
@@ -143,10 +159,16 @@ def main() -> None:
     if args.save:   # for training/export.py
         torch.save({"base": args.base, "config": net.config, "state_dict": net.state_dict(), "step": step,
                     "seconds": time.perf_counter() - t0, "args": vars(args)}, args.save)
-    print(f"\n{step} steps; held-out photos (last 12), luma squared error against the plain reconstruction")
+    print(f"\n{step} steps", flush=True)
+    evaluate(net, test, args.eval_codes)
+
+
+def evaluate(net: PostFilter, test, codes) -> None:
+    """The held-out table: luma squared error against the plain reconstruction, and PSNR-Y."""
+    print("held-out photos (last 12), luma squared error against the plain reconstruction")
     print("| quality code | loop filter | CNN | CNN, then loop filter | PSNR-Y gain of CNN + filter over filter |")
     print("|---|---|---|---|---|")
-    for i, q in enumerate(CODES):
+    for i, q in enumerate(codes):
         e = np.array([luma_errors(net, ref, recs[i], q) for ref, recs in test])
         tot = e.sum(axis=0)
         rel = tot[1:] / tot[0] - 1
