@@ -231,7 +231,7 @@ class ShiftConv:
 
     weight: np.ndarray    # (Cout, Cin, k, k) integers
     bias: np.ndarray      # (Cout,) integers, at the accumulator's scale
-    shift: np.ndarray     # (Cout,) power of two dividing the accumulator
+    shift: np.ndarray     # (Cout,) log2 of the power of two dividing the accumulator
     relu: bool
     in_max: int
     out_max: int
@@ -253,7 +253,9 @@ class ShiftConv:
         """float32 integers (N, Cin, H, W) within +-in_max (10-bit planes, or the layer before's
         clamped output) -> float32 integers (N, Cout, H, W)."""
         dev = x.device
-        with torch.backends.cudnn.flags(enabled=False):   # cuDNN may sum through TF32 or Winograd
+        # cuDNN may sum through TF32 or Winograd; without it CUDA runs an im2col product in cuBLAS,
+        # exact unless a caller turned torch.backends.cuda.matmul.allow_tf32 on (off by default)
+        with torch.backends.cudnn.flags(enabled=False):
             acc = F.conv2d(x, self._w.to(dev), self._b.to(dev), padding=self.weight.shape[-1] // 2)
         return acc.mul_(self._scale.to(dev)).floor_().clamp_(0 if self.relu else -self.out_max - 1, self.out_max)
 
