@@ -197,9 +197,7 @@ class LearnedCodec:
         self.post_float, self.postfilter, self.postfilter_max_code = None, None, -1
         if "postfilter" in bundle:
             self.postfilter_max_code = int(bundle["postfilter"].get("max_code", QMAX))
-            self.post_float = PostFilter(**bundle["postfilter"]["config"])
-            self.post_float.load_state_dict({k: v.float() for k, v in bundle["postfilter"]["state_dict"].items()})
-            self.post_float.eval()
+            self.post_float = PostFilter.from_state(bundle["postfilter"])
             self.postfilter = IntegerPostFilter.from_dict(bundle["integer_postfilter"])
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
@@ -390,14 +388,13 @@ class LearnedCodec:
             y_hat = torch.from_numpy(self.y_hat(sy).astype(np.float32))[None]
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
-            planes10 = [to_10bit(p) for p in rec]
-            if q_code <= self.postfilter_max_code:
-                planes10[0] = self._post_filter(np.stack(planes10), q_code, "float")
+            luma = (self._post_filter(np.stack([to_10bit(p) for p in rec]), q_code, "float")
+                    if q_code <= self.postfilter_max_code else None)
             coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
             for i, ref in enumerate(an.source10):
                 n = len(coeffs[i])
                 if n:
-                    plane = planes10[i]
+                    plane = luma if i == 0 and luma is not None else to_10bit(rec[i])
                     coeffs[i], clips[i] = loopfilter.fit(plane, ref, loopfilter.classify(plane, n), n)
             sy.filters[index] = coeffs, clips
         return sy.filters[index]

@@ -129,8 +129,7 @@ def postfilter_variant(state: dict, model_id: int, name: str, crops: list, max_c
     bundle: the base model's id, the post-filter's float weights, the highest quality code it runs
     at, and its integer network, calibrated on the base model's reconstructions of training crops at
     five qualities."""
-    net = PostFilter(**state["config"])
-    net.load_state_dict(state["state_dict"])
+    net = PostFilter.from_state(state)
     codec = LearnedCodec.load(state["base"])
     inputs = []
     with torch.no_grad():

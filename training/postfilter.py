@@ -6,8 +6,8 @@ a luma correction out) trained on the float reconstructions (v13 frozen, no loop
 first 37 training photos at six quality codes, measured on the last 12 (never Kodak): the luma
 squared error left by the 12-class loop filter alone, by the post-filter alone and by the
 post-filter followed by the loop filter (refitted on its output), each against the plain
-reconstruction, and the PSNR-Y change. `training/export_postfilter.py` turns the saved weights
-into the v14 bundle.
+reconstruction, and the PSNR-Y change. `training/export.py` turns the saved weights into the v14
+bundle.
 
     python training/postfilter.py --minutes 40 --per-code --save checkpoints/postfilter-v14.pt
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec import loopfilter  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
 from codec.engine import QMAX, LearnedCodec  # noqa: E402
@@ -106,7 +106,9 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     paths = sorted(glob.glob(os.path.join(args.photos, "*.png")))
-    if os.path.exists(args.cache):
+    if args.load and args.eval_codes != list(CODES):
+        train = test = None      # evaluating other codes: the cache is not needed
+    elif os.path.exists(args.cache):
         train, test = torch.load(args.cache, weights_only=False)
     else:
         codec = LearnedCodec.load(args.base)
@@ -120,9 +122,7 @@ def main() -> None:
         print("reconstructing the held-out photos at the evaluation codes", flush=True)
         test = reconstructions(LearnedCodec.load(args.base), paths[-12:], args.eval_codes)
     if args.load:
-        state = torch.load(args.load, weights_only=False)
-        net = PostFilter(**state["config"])
-        net.load_state_dict(state["state_dict"])
+        net = PostFilter.from_state(torch.load(args.load, weights_only=False))
         evaluate(net, test, args.eval_codes)
         return
     flat = [(ref, recs) for ref, recs in train]

@@ -43,5 +43,13 @@ class PostFilter(nn.Module):
         x = self.inputs(planes10, q_codes) * 2.0 ** -IN_BITS
         return planes10[:, :1] + GAIN * self.net(x)
 
+    @classmethod
+    def from_state(cls, state: dict) -> "PostFilter":
+        """The network of a saved {"config", "state_dict"} (training/postfilter.py's checkpoint, a
+        bundle's "postfilter" entry), ready for inference."""
+        net = cls(**state["config"])
+        net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+        return net.eval()
+
     def macs_per_pixel(self) -> int:
         return sum(m.weight.numel() for m in self.net if isinstance(m, nn.Conv2d))
