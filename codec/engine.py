@@ -132,6 +132,16 @@ class Decoded:
     seconds: float
 
 
+def postfilter_entries(bundle: dict) -> list[dict]:
+    """A bundle's post-filters, by rising `max_code`: model 15's list ("postfilters", each with its
+    integer form), or model 14's single one ("postfilter" and "integer_postfilter")."""
+    if "postfilters" in bundle:
+        return sorted(bundle["postfilters"], key=lambda e: int(e["max_code"]))
+    if "postfilter" in bundle:
+        return [dict(bundle["postfilter"], integer=bundle["integer_postfilter"])]
+    return []
+
+
 class LearnedCodec:
     """One shipped model ready to encode and decode."""
 
@@ -190,15 +200,14 @@ class LearnedCodec:
         # every latent decoded at the centre of its bin
         self.residual = (IntegerContextNet.from_dict(bundle["integer_residual"])
                          if "integer_residual" in bundle else None)
-        # learned post-filter (codec/model/postfilter.py, v14): float form for the float decoder and
-        # the encoder's loop-filter fit, integer form for the integer decoders; None: no post-filter.
-        # It runs at quality codes up to `postfilter_max_code` (above the codes it was trained at it
-        # lowers PSNR-Y on held-out training photos)
-        self.post_float, self.postfilter, self.postfilter_max_code = None, None, -1
-        if "postfilter" in bundle:
-            self.postfilter_max_code = int(bundle["postfilter"].get("max_code", QMAX))
-            self.post_float = PostFilter.from_state(bundle["postfilter"])
-            self.postfilter = IntegerPostFilter.from_dict(bundle["integer_postfilter"])
+        # learned post-filters (codec/model/postfilter.py, v14 and v15) by quality range: float form
+        # for the float decoder and the encoder's loop-filter fit, integer form for the integer
+        # decoders. Each runs at quality codes above the previous one's `max_code` up to its own
+        # (one network does not serve every rate best: model 15 runs model 14's up to a code and one
+        # trained at every rate above it); above the last, none (model 14's lowers PSNR-Y there)
+        self.postfilters = [(int(e.get("max_code", QMAX)), PostFilter.from_state(e), IntegerPostFilter.from_dict(e["integer"]))
+                            for e in postfilter_entries(bundle)]
+        self.postfilter_max_code = self.postfilters[-1][0] if self.postfilters else -1
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
         for layer in ((self.integer.layers() if self.integer else []) + (self.context.layers if self.context else [])
@@ -389,7 +398,7 @@ class LearnedCodec:
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
             luma = (self._post_filter(np.stack([to_10bit(p) for p in rec]), q_code, "float")
-                    if q_code <= self.postfilter_max_code else None)
+                    if self.postfilter_for(q_code) else None)
             coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
             for i, ref in enumerate(an.source10):
                 n = len(coeffs[i])
@@ -589,7 +598,7 @@ class LearnedCodec:
         plane with its loop `filters` (coefficients and clip index per plane) applied on its 10-bit
         values (luma's per class of its 4x4 blocks) while the planes are still contiguous."""
         planes = np.clip(x, 0, 1).astype(np.float64, copy=False)
-        if q_code <= self.postfilter_max_code:
+        if self.postfilter_for(q_code):
             planes[0] = self._post_filter(np.stack([to_10bit(p) for p in planes]), q_code, backend, device) / 1023.0
         for i, (c, clip) in enumerate(zip(*filters) if filters else []):
             if np.any(c):
@@ -597,14 +606,23 @@ class LearnedCodec:
                 planes[i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c)), clip) / 1023.0
         return planes.transpose(1, 2, 0).astype(np.float64)
 
+    def postfilter_for(self, q_code: int) -> tuple[PostFilter, IntegerPostFilter] | None:
+        """The post-filter (float and integer form) that runs at this quality code; None: none."""
+        for max_code, net, integer in self.postfilters:
+            if q_code <= max_code:
+                return net, integer
+        return None
+
     def _post_filter(self, planes10: np.ndarray, q_code: int, backend: str, device: str = "cpu") -> np.ndarray:
-        """10-bit luma (H, W) corrected by the post-filter: its integer form for the integer decoders
-        (exact everywhere), its float form for the float decoder and the encoder's loop-filter fit."""
+        """10-bit luma (H, W) corrected by the quality code's post-filter: its integer form for the
+        integer decoders (exact everywhere), its float form for the float decoder and the encoder's
+        loop-filter fit."""
+        net, integer = self.postfilter_for(q_code)
         if backend != "float":
-            return self.postfilter.luma(planes10, q_code, device)
+            return integer.luma(planes10, q_code, device)
         with torch.inference_mode():
             x = torch.from_numpy(planes10.astype(np.float32))[None]
-            out = self.post_float(x, torch.tensor([q_code]))[0, 0].numpy()
+            out = net(x, torch.tensor([q_code]))[0, 0].numpy()
         return np.clip(np.round(out), 0, 1023).astype(np.uint16)
 
     def _finish(self, ycc: np.ndarray, bs: Bitstream, seconds: float) -> Decoded:

@@ -1,10 +1,11 @@
-"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 to 13, 2026-11-27; model 14,
-2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
+"""Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 to 13, 2026-11-27; models 14
+and 15, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
 decoder, the post-filter or the loop filter that moves one pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams each of models 10 to 14, each decoded with the model it names (model 14's:
-`tests.conftest.sample_crop(67, 93)` at quality code 24000 and `sample_crop(192, 256)` at 40000).
+then two streams each of models 10 to 15, each decoded with the model it names (models 14 and 15:
+`tests.conftest.sample_crop(67, 93)` at quality code 24000 and `sample_crop(192, 256)` at 40000,
+model 15's at 56000).
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
 models 10 to 13 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
@@ -60,6 +61,13 @@ STREAMS = {
                               "529e6d3a538c3d211784f80feb9d61cf0e614cbe0aaa28bc00b5b56420b3e7e5"),
     "v14-192x256-high.bln": (4, "e15e17ee3f0093010cac3c0bdcff5d6af7ffa9b7456af3c6b1939a9a97d09205",
                              "f777d90a8109ef43d9340f16b0879a5ab9e1567b9778d63f394c46b650e98394"),
+    # model 15 (2026-11-29: model 14's post-filter up to quality code 32000, one trained at every
+    # rate above): the odd crop at 24000 decodes to model 14's pixels (the same network), the
+    # 192x256 crop at 56000 runs the new one (above model 14's highest code)
+    "v15-odd-67x93-mid.bln": (4, "a741a9525378130c108360bf686a62f7b8a00911db118d90cc47bfaf27aa2dd4",
+                              "529e6d3a538c3d211784f80feb9d61cf0e614cbe0aaa28bc00b5b56420b3e7e5"),
+    "v15-192x256-high.bln": (4, "54fd4ec4aad18b31d704a407602bcffa3df3ad58047df6fc6e7f958b294ca9b9",
+                             "11524f97d6d825ebb25a8fbb7d2b24acef36d4c4b9128425711b08113ceb9397"),
 }
 
 
@@ -97,10 +105,10 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
 @pytest.mark.parametrize("env", [{"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
                                  {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}],
                          ids=["sse41", "avx2"])
-def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env):
-    # model 14's post-filter sums in float32 through oneDNN, whose kernels depend on the instruction
-    # set: every partial sum is an integer below 2^24, so each must give the same pixels
-    name = "v14-192x256-high.bln"
+@pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln"])
+def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
+    # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
+    # every partial sum is an integer below 2^24, so each must give the same pixels
     script = ("import sys; from codec.devices import pixel_sha256; from codec.engine import decode_bitstream; "
               "print(pixel_sha256(decode_bitstream(open(sys.argv[1], 'rb').read()).pixels))")
     out = subprocess.run([sys.executable, "-c", script, str(GOLDEN / name)], env=dict(os.environ, OMP_NUM_THREADS="1", **env),

@@ -1,4 +1,4 @@
-"""The learned post-filter (model 14): an integer network whose float32 sums are exact, applied to
+"""The learned post-filter (models 14 and 15): an integer network whose float32 sums are exact, applied to
 the decoded luma before the loop filter, on the encoder's side (the loop filter is fitted after it)
 and the decoder's alike."""
 import numpy as np
@@ -93,35 +93,42 @@ def v14():
     return LearnedCodec.load(14)
 
 
-def test_model_14_is_model_13_plus_the_post_filter(v14, small_rgb):
+@pytest.fixture(scope="module", params=[14, 15])
+def with_postfilter(request):
+    """Model 14 (post-filter trained at codes up to 44000, run up to 50000) and model 15 (trained
+    at every rate, on more and half-size photos, run at every code)."""
+    return LearnedCodec.load(request.param)
+
+
+def test_post_filter_models_are_model_13_plus_the_post_filter(with_postfilter, small_rgb):
     """The symbols, their coding and the file size are model 13's; the decoded luma passes the
     post-filter before the loop filter, which the encoder fits on the post-filtered picture."""
-    v13 = LearnedCodec.load(13)
+    pf, v13 = with_postfilter, LearnedCodec.load(13)
     src = source_from_array(small_rgb)
     q = QMAX // 3
-    an13, an = v13.analyze(src, loop_filter=False), v14.analyze(src, loop_filter=False)
-    assert np.array_equal(v14.symbols(an, q).s, v13.symbols(an13, q).s)
-    enc13, enc = v13.encode(an13, q), v14.encode(an, q)
+    an13, an = v13.analyze(src, loop_filter=False), pf.analyze(src, loop_filter=False)
+    assert np.array_equal(pf.symbols(an, q).s, v13.symbols(an13, q).s)
+    enc13, enc = v13.encode(an13, q), pf.encode(an, q)
     assert len(enc.data) == len(enc13.data)
     plain, filtered = decode_bitstream(enc13.data).ycbcr, decode_bitstream(enc.data).ycbcr
     planes10 = np.stack([np.clip(np.round(p * 1023), 0, 1023) for p in plain.transpose(2, 0, 1)]).astype(np.uint16)
-    assert np.array_equal(np.round(filtered[..., 0] * 1023), v14.postfilter.luma(planes10, q))
+    assert np.array_equal(np.round(filtered[..., 0] * 1023), pf.postfilter_for(q)[1].luma(planes10, q))
     assert np.array_equal(filtered[..., 1:], plain[..., 1:])
     # with the loop filter: the decoder's picture is the encoder's
-    an = v14.analyze(src)
-    enc = v14.encode(an, q)
-    assert np.array_equal(decode_bitstream(enc.data).ycbcr, v14.reconstruct(an, q))
+    an = pf.analyze(src)
+    enc = pf.encode(an, q)
+    assert np.array_equal(decode_bitstream(enc.data).ycbcr, pf.reconstruct(an, q))
 
 
-def test_model_14_decodes_closer_to_the_source_than_model_13(v14):
+def test_post_filter_models_decode_closer_to_the_source_than_model_13(with_postfilter):
     """On a crop of the bundled sample (not a training photo), the post-filter lowers the luma error
-    of the loop-filtered decode at a low and a middle quality."""
+    of the loop-filtered decode at a low and a middle quality (and model 15 at the highest too)."""
     from tests.conftest import sample_crop
     v13 = LearnedCodec.load(13)
     src = source_from_array(sample_crop(128, 192))
-    for q in (QMAX // 8, QMAX // 2):
+    for q in (QMAX // 8, QMAX // 2) + ((QMAX,) if with_postfilter.postfilter_max_code == QMAX else ()):
         errors = []
-        for codec in (v13, v14):
+        for codec in (v13, with_postfilter):
             an = codec.analyze(src)
             y = decode_bitstream(codec.encode(an, q).data).y10.astype(np.float64)
             errors.append(((y - an.source10[0]) ** 2).mean())
@@ -136,4 +143,15 @@ def test_model_14_above_its_highest_post_filter_code_decodes_as_model_13(v14, sm
     src = source_from_array(small_rgb)
     for q, same in ((v14.postfilter_max_code + 1, True), (v14.postfilter_max_code, False)):
         pixels = [decode_bitstream(c.encode(c.analyze(src), q).data).pixels for c in (v13, v14)]
+        assert np.array_equal(*pixels) == same, q
+
+
+def test_model_15_runs_model_14s_post_filter_up_to_32000_and_its_own_above(v14, small_rgb):
+    """Model 15 keeps model 14's post-filter where it is the better one on the held-out photos
+    (codes up to 32000) and runs one trained at every rate above, up to the highest code."""
+    v15 = LearnedCodec.load(15)
+    assert [m for m, _, _ in v15.postfilters] == [32000, QMAX]
+    src = source_from_array(small_rgb)
+    for q, same in ((32000, True), (32001, False), (QMAX, False)):
+        pixels = [decode_bitstream(c.encode(c.analyze(src), q).data).pixels for c in (v14, v15)]
         assert np.array_equal(*pixels) == same, q

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from codec.errors import BitlensError  # noqa: E402
 from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.color import rgb_to_ycbcr  # noqa: E402
@@ -63,12 +64,17 @@ def main() -> None:
         src = load_image(path)
         src.rgb = src.rgb[:512, :768]
         cand, ref = (rd_points(m, src, args.codes) for m in models)
-        results.append(bd_rate(*ref[:2], *cand[:2]))
         chroma.append([np.mean(cand[2], axis=0)[3:], np.mean(ref[2], axis=0)[3:]])
+        try:
+            results.append(bd_rate(*ref[:2], *cand[:2]))
+            bd = f"BD-rate {results[-1]:+.2f}%"
+        except BitlensError as exc:    # e.g. a PSNR-Y that falls as the rate rises: no BD-rate
+            bd = f"no BD-rate ({exc}; PSNR-Y candidate " + " / ".join(f"{v:.2f}" for v in cand[1]) + \
+                 ", reference " + " / ".join(f"{v:.2f}" for v in ref[1]) + " dB)"
         print(f"{os.path.basename(path)}: candidate {np.mean(cand[0]):.4f} bpp {np.mean(cand[1]):.2f} dB, "
-              f"reference {np.mean(ref[0]):.4f} bpp {np.mean(ref[1]):.2f} dB, BD-rate {results[-1]:+.2f}%",
-              flush=True)
-    print(f"mean BD-rate of {args.candidate} against {args.reference}: {np.mean(results):+.2f}%")
+              f"reference {np.mean(ref[0]):.4f} bpp {np.mean(ref[1]):.2f} dB, {bd}", flush=True)
+    print(f"mean BD-rate of {args.candidate} against {args.reference}: {np.mean(results):+.2f}% "
+          f"({len(results)} photos with a BD-rate)")
     (cb, cr), (rcb, rcr) = np.mean(chroma, axis=0)
     print(f"mean PSNR-Cb / PSNR-Cr of 2x2 means (4:2:0 resolution) over the codes: candidate "
           f"{cb:.2f} / {cr:.2f} dB, reference {rcb:.2f} / {rcr:.2f} dB (rates differ: see above)")

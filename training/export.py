@@ -1,7 +1,10 @@
 """Export a training checkpoint as a shipped model bundle (weights + integer entropy tables).
 
     python training/export.py checkpoints/base/last.pt resources/models/bitlens-hp-v1.pt --id 1
-    python training/export.py checkpoints/postfilter-v14.pt resources/models/bitlens-hp-v14.pt --id 14
+    python training/export.py checkpoints/postfilter-v14.pt resources/models/bitlens-hp-v14.pt --id 14 \
+        --postfilter-max-code 50000
+    python training/export.py checkpoints/postfilter-v15.pt resources/models/bitlens-hp-v15.pt --id 15 \
+        --postfilter-below checkpoints/postfilter-v14.pt 32000
 """
 from __future__ import annotations
 
@@ -124,13 +127,13 @@ def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
     return variant
 
 
-def postfilter_variant(state: dict, model_id: int, name: str, crops: list, max_code: int = QMAX) -> dict:
-    """A shipped model plus a post-filter trained on it frozen (training/postfilter.py), as a variant
-    bundle: the base model's id, the post-filter's float weights, the highest quality code it runs
-    at, and its integer network, calibrated on the base model's reconstructions of training crops at
-    five qualities."""
-    net = PostFilter.from_state(state)
-    codec = LearnedCodec.load(state["base"])
+def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list) -> dict:
+    """A shipped model plus post-filters trained on it frozen (training/postfilter.py), as a variant
+    bundle: the base model's id, then per filter (by rising highest quality code, each running
+    above the previous one's) its float weights, the highest code it runs at and its integer
+    network, calibrated on the base model's reconstructions of training crops at five qualities.
+    One filter: model 14's layout; several: model 15's."""
+    codec = LearnedCodec.load(filters[0][0]["base"])
     inputs = []
     with torch.no_grad():
         for src in crops:
@@ -139,10 +142,17 @@ def postfilter_variant(state: dict, model_id: int, name: str, crops: list, max_c
                 ycc = codec.reconstruct(an, int(q), filtered=False).transpose(2, 0, 1)
                 planes10 = torch.from_numpy(np.stack([to_10bit(p) for p in ycc]).astype(np.float32))[None]
                 inputs.append(PostFilter.inputs(planes10, torch.tensor([int(q)])))
-    return dict(base_model_id=codec.model_id, model_id=model_id, name=name,
-                postfilter=dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
-                                max_code=int(max_code)),
-                integer_postfilter=build_integer_postfilter(net, inputs).to_dict())
+    entries = []
+    for state, max_code in sorted(filters, key=lambda f: f[1]):
+        assert state["base"] == codec.model_id, "post-filters of one bundle share their base model"
+        net = PostFilter.from_state(state)
+        entries.append(dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
+                            max_code=int(max_code), integer=build_integer_postfilter(net, inputs).to_dict()))
+    bundle = dict(base_model_id=codec.model_id, model_id=model_id, name=name)
+    if len(entries) == 1:
+        integer = entries[0].pop("integer")
+        return dict(bundle, postfilter=entries[0], integer_postfilter=integer)
+    return dict(bundle, postfilters=entries)
 
 
 def rate_prior(bundle: dict, crops: list, n_codes: int = 33) -> np.ndarray:
@@ -167,6 +177,8 @@ def main() -> None:
                     help="extrapolated quality levels below and above the trained ones")
     ap.add_argument("--postfilter-max-code", type=int, default=QMAX,
                     help="post-filter variants: the highest quality code the post-filter runs at")
+    ap.add_argument("--postfilter-below", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "MAX_CODE"),
+                    help="post-filter variants: another post-filter, run at codes up to MAX_CODE (the checkpoint's above)")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
     name = args.name or os.path.splitext(os.path.basename(args.output))[0]
@@ -175,7 +187,8 @@ def main() -> None:
         bundle = addon_variant(state, args.id, name, crops)
         full = merge_variant(bundle)
     elif "base" in state:   # training/postfilter.py: a variant whose rates are its base's
-        bundle = postfilter_variant(state, args.id, name, crops, args.postfilter_max_code)
+        below = [(torch.load(c, weights_only=False), int(m)) for c, m in args.postfilter_below]
+        bundle = postfilter_variant(below + [(state, args.postfilter_max_code)], args.id, name, crops)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network

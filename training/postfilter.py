@@ -1,19 +1,26 @@
-"""Train the learned post-filter (codec/model/postfilter.py) of model v14 on a frozen v13.
+"""Train the learned post-filter (codec/model/postfilter.py) of models 14 and 15 on a frozen v13.
 
 The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
 post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
-a luma correction out) trained on the float reconstructions (v13 frozen, no loop filter) of the
-first 37 training photos at six quality codes, measured on the last 12 (never Kodak): the luma
-squared error left by the 12-class loop filter alone, by the post-filter alone and by the
-post-filter followed by the loop filter (refitted on its output), each against the plain
-reconstruction, and the PSNR-Y change. `training/export.py` turns the saved weights into the v14
-bundle.
+a luma correction out) trained on the float reconstructions (v13 frozen, no loop filter) of training
+photos at several quality codes, measured on the last 12 of ../shared/data/train-photos (never
+trained on, never Kodak): the luma squared error left by the 12-class loop filter alone, by the
+post-filter alone and by the post-filter followed by the loop filter (refitted on its output), each
+against the plain reconstruction, and the PSNR-Y change. `training/export.py` turns the saved
+weights into a model bundle.
 
-    python training/postfilter.py --minutes 40 --per-code --save checkpoints/postfilter-v14.pt
+    # model 14: the first 37 training photos, six codes up to 44000
+    python training/postfilter.py --minutes 40 --per-code --codes 8000 14000 20000 28000 36000 44000 \
+        --save checkpoints/postfilter-v14.pt
+    # model 15: every rate (eleven codes up to 65535), the 34 Debian photos too
+    # (training/debian_photos.py --max-side 1280), every photo also at half size
+    python training/postfilter.py --minutes 35 --per-code --extra ../shared/data/debian-photos --half-scale 1 \
+        --save checkpoints/postfilter-v15.pt
+    # a saved post-filter at other codes
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
 
-Above the trained codes the post-filter hurts (the second line's table); `training/export.py
---postfilter-max-code` keeps it to the codes where it helps on these held-out photos.
+Reconstructions are cached per photo and scale (checkpoints/postfilter-cache/, about 8 GB for
+model 15's set): a stopped run keeps what it made, a later one adds only the codes it lacks.
 """
 from __future__ import annotations
 
@@ -26,46 +33,79 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec import loopfilter  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
 from codec.engine import QMAX, LearnedCodec  # noqa: E402
-from codec.images import load_image  # noqa: E402
+from codec.images import SourceImage, from_pil  # noqa: E402
 from codec.model.postfilter import PostFilter  # noqa: E402
 
-CODES = (8000, 14000, 20000, 28000, 36000, 44000)
+CODES_V14 = (8000, 14000, 20000, 28000, 36000, 44000)            # model 14's post-filter
+CODES = CODES_V14 + (50000, 54000, 58000, 62000, 65535)            # model 15's: every rate
+
+
+def photo(path: str, scale: int = 1) -> SourceImage:
+    """A training photo, downscaled `scale` times (Lanczos) and cropped to multiples of 16. Half-scale
+    photos have Kodak's detail per pixel (the training photos are downscaled further from larger
+    originals than Kodak's 768x512 scans), without looking at Kodak."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if scale > 1:
+            im = im.resize((im.width // scale, im.height // scale), Image.LANCZOS)
+        src = from_pil(im, path)
+    src.rgb = src.rgb[:src.rgb.shape[0] // 16 * 16, :src.rgb.shape[1] // 16 * 16]
+    return src
 
 
 @torch.no_grad()
-def reconstructions(codec: LearnedCodec, paths: list[str], codes=CODES) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """(original 10-bit Y'CbCr (3, H, W), [reconstruction at each code]) per photo, cropped to 16s."""
-    out = []
-    for path in paths:
-        src = load_image(path)
-        src.rgb = src.rgb[:src.rgb.shape[0] // 16 * 16, :src.rgb.shape[1] // 16 * 16]
-        an = codec.analyze(src, loop_filter=False)
-        ref = np.stack(an.source10)
-        recs = [np.stack([to_10bit(p) for p in codec.reconstruct(an, q, backend="float", filtered=False).transpose(2, 0, 1)])
-                for q in codes]
-        out.append((ref, recs))
-        print(f"  {os.path.basename(path)} {ref.shape[2]}x{ref.shape[1]}", flush=True)
+def reconstruct(codec: LearnedCodec, src: SourceImage, codes) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(original 10-bit Y'CbCr (3, H, W), {code: float reconstruction without the loop filter})."""
+    an = codec.analyze(src, loop_filter=False)
+    return np.stack(an.source10), {
+        q: np.stack([to_10bit(p) for p in codec.reconstruct(an, q, backend="float", filtered=False).transpose(2, 0, 1)])
+        for q in codes}
+
+
+def reconstructions(codec_id: int, photos: list[tuple[str, int]], codes, cache: str | None = None) -> list:
+    """[(original, [reconstruction at each code])] for each (path, scale). With a cache folder, one
+    .npz per photo and scale (saved as it is made: an interrupted run keeps what it made), and only
+    the codes it lacks are reconstructed."""
+    codec, out = None, []
+    for path, scale in photos:
+        file = cache and os.path.join(cache, f"{os.path.splitext(os.path.basename(path))[0]}-{scale}.npz")
+        ref, stored = None, {}
+        if file and os.path.exists(file):
+            with np.load(file) as z:
+                ref, stored = z["ref"], {int(k[1:]): z[k] for k in z.files if k != "ref"}
+        missing = [q for q in codes if q not in stored]
+        if missing:
+            codec = codec or LearnedCodec.load(codec_id)
+            ref, new = reconstruct(codec, photo(path, scale), missing)
+            stored.update(new)
+            print(f"  {os.path.basename(path)} 1/{scale} {ref.shape[2]}x{ref.shape[1]}: codes {missing}", flush=True)
+            if file:
+                os.makedirs(cache, exist_ok=True)
+                np.savez(file + ".tmp.npz", ref=ref, **{f"q{q}": r for q, r in stored.items()})
+                os.replace(file + ".tmp.npz", file)
+        out.append((ref, [stored[q] for q in codes]))
     return out
 
 
-def batches(data, size: int, patch: int, rng: np.random.Generator):
+def batches(data, codes, size: int, patch: int, rng: np.random.Generator):
     while True:
         recs, refs, qs = [], [], []
         for _ in range(size):
             ref, rec = data[rng.integers(len(data))]
-            i = rng.integers(len(CODES))
+            i = rng.integers(len(codes))
             y0, x0 = rng.integers(ref.shape[1] - patch), rng.integers(ref.shape[2] - patch)
             r, t = rec[i][:, y0:y0 + patch, x0:x0 + patch], ref[:1, y0:y0 + patch, x0:x0 + patch]
             if rng.random() < 0.5:
                 r, t = r[:, :, ::-1], t[:, :, ::-1]
             recs.append(r.astype(np.float32))
             refs.append(t.astype(np.float32))
-            qs.append(CODES[i])
+            qs.append(codes[i])
         yield torch.from_numpy(np.stack(recs)), torch.from_numpy(np.stack(refs)), torch.tensor(qs, dtype=torch.float32)
 
 
@@ -95,39 +135,39 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--cache", default="checkpoints/postfilter-recs.pt")
+    ap.add_argument("--extra", nargs="*", default=[], help="more folders of training photos (never Kodak)")
+    ap.add_argument("--half-scale", type=int, choices=(0, 1), default=0,
+                    help="1: also train on every photo at half size, and add the held-out photos at half size to the table")
+    ap.add_argument("--cache", default="checkpoints/postfilter-cache", help="folder of cached reconstructions")
     ap.add_argument("--save", default=None)
     ap.add_argument("--per-code", action="store_true",
                     help="weight each patch's error by 1 / its code's mean plain error (every rate counts alike)")
     ap.add_argument("--load", default=None, help="evaluate these saved weights instead of training")
-    ap.add_argument("--eval-codes", type=int, nargs="+", default=list(CODES),
-                    help="quality codes of the held-out table (others than the cached ones: reconstructed now)")
+    ap.add_argument("--codes", type=int, nargs="+", default=list(CODES),
+                    help="quality codes trained on (model 14: %s)" % " ".join(map(str, CODES_V14)))
+    ap.add_argument("--eval-codes", type=int, nargs="+", default=None,
+                    help="quality codes of the held-out table (default: --codes; others than the cached ones: reconstructed now)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     paths = sorted(glob.glob(os.path.join(args.photos, "*.png")))
-    if args.load and args.eval_codes != list(CODES):
-        train = test = None      # evaluating other codes: the cache is not needed
-    elif os.path.exists(args.cache):
-        train, test = torch.load(args.cache, weights_only=False)
+    extra = sorted(p for d in args.extra for p in glob.glob(os.path.join(d, "*.png")))
+    codes, eval_codes = args.codes, args.eval_codes or args.codes
+    held_out = paths[-12:]
+    train_photos = [(p, 1) for p in paths[:-12] + extra] + [(p, 2) for p in (paths[:-12] + extra) * args.half_scale]
+    test_photos = [(p, 1) for p in held_out] + [(p, 2) for p in held_out * args.half_scale]
+    if args.load and eval_codes != codes:      # evaluating at other codes: the cache is not needed
+        test = reconstructions(args.base, test_photos, eval_codes)
     else:
-        codec = LearnedCodec.load(args.base)
-        print("reconstructing the training photos", flush=True)
-        train = reconstructions(codec, paths[:-12])
-        print("reconstructing the held-out photos", flush=True)
-        test = reconstructions(codec, paths[-12:])
-        os.makedirs(os.path.dirname(args.cache), exist_ok=True)
-        torch.save((train, test), args.cache)
-    if args.eval_codes != list(CODES):
-        print("reconstructing the held-out photos at the evaluation codes", flush=True)
-        test = reconstructions(LearnedCodec.load(args.base), paths[-12:], args.eval_codes)
+        train = [] if args.load else reconstructions(args.base, train_photos, codes, args.cache)
+        test = reconstructions(args.base, test_photos, codes, args.cache)
     if args.load:
         net = PostFilter.from_state(torch.load(args.load, weights_only=False))
-        evaluate(net, test, args.eval_codes)
+        evaluate(net, test, eval_codes)
         return
     flat = [(ref, recs) for ref, recs in train]
     plain = {q: np.mean([((recs[i][0].astype(np.float64) - ref[0]) ** 2).mean() for ref, recs in flat])
-             for i, q in enumerate(CODES)}
+             for i, q in enumerate(codes)}
     print("plain luma MSE per code: " + ", ".join(f"{q}: {v:.2f}" for q, v in plain.items()), flush=True)
     net = PostFilter(args.channels, args.layers)
     print(f"{args.layers} layers x {args.channels} channels: {net.macs_per_pixel()} multiply-adds per pixel", flush=True)
@@ -135,7 +175,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     t0, step, seconds = time.perf_counter(), 0, args.minutes * 60
     running = []
-    for rec, ref, q in batches(flat, args.batch, args.patch, rng):
+    for rec, ref, q in batches(flat, codes, args.batch, args.patch, rng):
         elapsed = time.perf_counter() - t0
         if elapsed > seconds:
             break
@@ -160,11 +200,16 @@ def main() -> None:
         torch.save({"base": args.base, "config": net.config, "state_dict": net.state_dict(), "step": step,
                     "seconds": time.perf_counter() - t0, "args": vars(args)}, args.save)
     print(f"\n{step} steps", flush=True)
-    evaluate(net, test, args.eval_codes)
+    evaluate(net, test, eval_codes)
 
 
 def evaluate(net: PostFilter, test, codes) -> None:
-    """The held-out table: luma squared error against the plain reconstruction, and PSNR-Y."""
+    """The held-out tables (full size, then half size if there): luma squared error against the
+    plain reconstruction, and PSNR-Y."""
+    if len(test) > 12:
+        evaluate(net, test[:12], codes)
+        print("\nat half size:")
+        test = test[12:]
     print("held-out photos (last 12), luma squared error against the plain reconstruction")
     print("| quality code | loop filter | CNN | CNN, then loop filter | PSNR-Y gain of CNN + filter over filter |")
     print("|---|---|---|---|---|")
