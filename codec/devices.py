@@ -28,8 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import loopfilter
-from .engine import LearnedCodec, available_devices, runs_integer
+from .engine import LearnedCodec, available_devices, loop_filters, runs_integer
 from .entropy.bitstream import Bitstream
 from .errors import BitlensError
 from .integer import fixedpoint
@@ -163,8 +162,7 @@ def _float_decode_dtype(codec: LearnedCodec, data: bytes, dtype: torch.dtype) ->
             x = codec.net.g_s(y_hat.float()).float()
     else:
         x = copy.deepcopy(codec.net.g_s).double()(y_hat.double()).float()
-    filters = loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
-    return codec._in_loop(x[0, :, :bs.height, :bs.width].numpy(), bs.q_code, "float", filters=filters)
+    return codec._in_loop(x[0, :, :bs.height, :bs.width].numpy(), bs.q_code, "float", filters=loop_filters(bs))
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -132,6 +132,11 @@ class Decoded:
     seconds: float
 
 
+def loop_filters(bs: Bitstream) -> tuple[list[np.ndarray], list[int]] | None:
+    """The loop filters a bitstream carries (coefficients and clip index per plane); None: none."""
+    return loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
+
+
 def postfilter_entries(bundle: dict) -> list[dict]:
     """A bundle's post-filters, by rising `max_code`: model 15's list ("postfilters", each with its
     integer form), or model 14's single one ("postfilter" and "integer_postfilter")."""
@@ -397,8 +402,7 @@ class LearnedCodec:
             y_hat = torch.from_numpy(self.y_hat(sy).astype(np.float32))[None]
             rec = self.g_s_fit(y_hat.to(self.fit_dtype).contiguous(memory_format=torch.channels_last))[0]
             rec = rec[:, :an.source.height, :an.source.width].float().nan_to_num(0.5).clamp(0, 1).numpy()
-            luma = (self._post_filter(np.stack([to_10bit(p) for p in rec]), q_code, "float")
-                    if self.postfilter_for(q_code) else None)
+            luma = self._post_filter(rec, q_code, "float")
             coeffs, clips = loopfilter.identity(an.source.planes, index), [0] * an.source.planes
             for i, ref in enumerate(an.source10):
                 n = len(coeffs[i])
@@ -437,8 +441,7 @@ class LearnedCodec:
         if bs.q_code > QMAX:
             raise BitstreamError("quality code out of range: corrupted bitstream")
         sy = self.entropy_decode(bs, device)
-        filters = loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
-        ycc = self._synthesize(self.y_hat(sy), bs.height, bs.width, bs.q_code, backend, device, filters)
+        ycc = self._synthesize(self.y_hat(sy), bs.height, bs.width, bs.q_code, backend, device, loop_filters(bs))
         return self._finish(ycc, bs, time.perf_counter() - t0)
 
     def entropy_decode(self, bs: Bitstream, device: str = "cpu") -> Symbols:
@@ -598,8 +601,9 @@ class LearnedCodec:
         plane with its loop `filters` (coefficients and clip index per plane) applied on its 10-bit
         values (luma's per class of its 4x4 blocks) while the planes are still contiguous."""
         planes = np.clip(x, 0, 1).astype(np.float64, copy=False)
-        if self.postfilter_for(q_code):
-            planes[0] = self._post_filter(np.stack([to_10bit(p) for p in planes]), q_code, backend, device) / 1023.0
+        luma = self._post_filter(planes, q_code, backend, device)
+        if luma is not None:
+            planes[0] = luma / 1023.0
         for i, (c, clip) in enumerate(zip(*filters) if filters else []):
             if np.any(c):
                 plane = to_10bit(planes[i])
@@ -613,11 +617,15 @@ class LearnedCodec:
                 return net, integer
         return None
 
-    def _post_filter(self, planes10: np.ndarray, q_code: int, backend: str, device: str = "cpu") -> np.ndarray:
-        """10-bit luma (H, W) corrected by the quality code's post-filter: its integer form for the
-        integer decoders (exact everywhere), its float form for the float decoder and the encoder's
-        loop-filter fit."""
-        net, integer = self.postfilter_for(q_code)
+    def _post_filter(self, planes: np.ndarray, q_code: int, backend: str, device: str = "cpu") -> np.ndarray | None:
+        """10-bit luma (H, W) of the planes (3, H, W) in [0, 1] corrected by the quality code's
+        post-filter: its integer form for the integer decoders (exact everywhere), its float form for
+        the float decoder and the encoder's loop-filter fit. None where no post-filter runs."""
+        chosen = self.postfilter_for(q_code)
+        if chosen is None:
+            return None
+        net, integer = chosen
+        planes10 = np.stack([to_10bit(p) for p in planes])
         if backend != "float":
             return integer.luma(planes10, q_code, device)
         with torch.inference_mode():

@@ -38,7 +38,7 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec import loopfilter  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
-from codec.engine import QMAX, LearnedCodec  # noqa: E402
+from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import SourceImage, from_pil  # noqa: E402
 from codec.model.postfilter import PostFilter  # noqa: E402
 
@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument("--codes", type=int, nargs="+", default=list(CODES),
                     help="quality codes trained on (model 14: %s)" % " ".join(map(str, CODES_V14)))
     ap.add_argument("--eval-codes", type=int, nargs="+", default=None,
-                    help="quality codes of the held-out table (default: --codes; others than the cached ones: reconstructed now)")
+                    help="quality codes of the held-out table (default: --codes; codes the cache lacks are reconstructed and added)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -156,17 +156,13 @@ def main() -> None:
     held_out = paths[-12:]
     train_photos = [(p, 1) for p in paths[:-12] + extra] + [(p, 2) for p in (paths[:-12] + extra) * args.half_scale]
     test_photos = [(p, 1) for p in held_out] + [(p, 2) for p in held_out * args.half_scale]
-    if args.load and eval_codes != codes:      # evaluating at other codes: the cache is not needed
-        test = reconstructions(args.base, test_photos, eval_codes)
-    else:
-        train = [] if args.load else reconstructions(args.base, train_photos, codes, args.cache)
-        test = reconstructions(args.base, test_photos, codes, args.cache)
+    test = reconstructions(args.base, test_photos, eval_codes, args.cache)
     if args.load:
         net = PostFilter.from_state(torch.load(args.load, weights_only=False))
         evaluate(net, test, eval_codes)
         return
-    flat = [(ref, recs) for ref, recs in train]
-    plain = {q: np.mean([((recs[i][0].astype(np.float64) - ref[0]) ** 2).mean() for ref, recs in flat])
+    train = reconstructions(args.base, train_photos, codes, args.cache)
+    plain = {q: np.mean([((recs[i][0].astype(np.float64) - ref[0]) ** 2).mean() for ref, recs in train])
              for i, q in enumerate(codes)}
     print("plain luma MSE per code: " + ", ".join(f"{q}: {v:.2f}" for q, v in plain.items()), flush=True)
     net = PostFilter(args.channels, args.layers)
@@ -175,7 +171,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     t0, step, seconds = time.perf_counter(), 0, args.minutes * 60
     running = []
-    for rec, ref, q in batches(flat, codes, args.batch, args.patch, rng):
+    for rec, ref, q in batches(train, codes, args.batch, args.patch, rng):
         elapsed = time.perf_counter() - t0
         if elapsed > seconds:
             break
