@@ -30,6 +30,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -69,10 +70,22 @@ def reconstruct(codec: LearnedCodec, src: SourceImage, codes) -> tuple[np.ndarra
 
 
 def reconstructions(codec_id: int, photos: list[tuple[str, int]], codes, cache: str | None = None) -> list:
-    """[(original, [reconstruction at each code])] for each (path, scale). With a cache folder, one
-    .npz per photo and scale (saved as it is made: an interrupted run keeps what it made), and only
-    the codes it lacks are reconstructed."""
-    codec, out = None, []
+    """[(original, [float reconstruction at each code])] for each (path, scale), through `per_photo_cache`."""
+    codec = None
+
+    def make(path: str, scale: int, missing: list[int]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        nonlocal codec
+        codec = codec or LearnedCodec.load(codec_id)
+        return reconstruct(codec, photo(path, scale), missing)
+    return per_photo_cache(photos, codes, cache, make)
+
+
+def per_photo_cache(photos: list[tuple[str, int]], codes, cache: str | None,
+                    make: Callable[[str, int, list[int]], tuple[np.ndarray, dict[int, np.ndarray]]]) -> list:
+    """[(original, [array at each code])] for each (path, scale), `make(path, scale, codes)` giving
+    (original, {code: array}). With a cache folder, one .npz per photo and scale (saved as it is
+    made: an interrupted run keeps what it made), and only the codes it lacks are made."""
+    out = []
     for path, scale in photos:
         file = cache and os.path.join(cache, f"{os.path.splitext(os.path.basename(path))[0]}-{scale}.npz")
         ref, stored = None, {}
@@ -81,8 +94,7 @@ def reconstructions(codec_id: int, photos: list[tuple[str, int]], codes, cache: 
                 ref, stored = z["ref"], {int(k[1:]): z[k] for k in z.files if k != "ref"}
         missing = [q for q in codes if q not in stored]
         if missing:
-            codec = codec or LearnedCodec.load(codec_id)
-            ref, new = reconstruct(codec, photo(path, scale), missing)
+            ref, new = make(path, scale, missing)
             stored.update(new)
             print(f"  {os.path.basename(path)} 1/{scale} {ref.shape[2]}x{ref.shape[1]}: codes {missing}", flush=True)
             if file:
@@ -109,20 +121,22 @@ def batches(data, codes, size: int, patch: int, rng: np.random.Generator):
         yield torch.from_numpy(np.stack(recs)), torch.from_numpy(np.stack(refs)), torch.tensor(qs, dtype=torch.float32)
 
 
+def loop_filtered(luma: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """10-bit luma after the 12-class loop filter fitted on it against `ref` (the default files' layout)."""
+    classes = loopfilter.classify(luma, 12)
+    coeffs, clip = loopfilter.fit(luma, ref, classes, 12)
+    return loopfilter.apply(luma, coeffs, classes, clip)
+
+
 def luma_errors(net: PostFilter, ref: np.ndarray, rec: np.ndarray, q: int) -> tuple[float, float, float, float]:
     """Luma squared error: plain, loop filter, CNN, CNN then loop filter."""
     def se(y: np.ndarray) -> float:
         return float(((y.astype(np.float64) - ref[0]) ** 2).sum())
 
-    def filtered(y: np.ndarray) -> np.ndarray:
-        classes = loopfilter.classify(y, 12)
-        coeffs, clip = loopfilter.fit(y, ref[0], classes, 12)
-        return loopfilter.apply(y, coeffs, classes, clip)
-
     with torch.no_grad():
         out = net(torch.from_numpy(rec.astype(np.float32))[None], torch.tensor([float(q)]))[0, 0].numpy()
     cnn = np.clip(np.round(out), 0, 1023).astype(np.uint16)
-    return se(rec[0]), se(filtered(rec[0])), se(cnn), se(filtered(cnn))
+    return se(rec[0]), se(loop_filtered(rec[0], ref[0])), se(cnn), se(loop_filtered(cnn, ref[0]))
 
 
 def main() -> None:

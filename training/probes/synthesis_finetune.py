@@ -35,44 +35,23 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from codec import loopfilter  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
 from codec.engine import LearnedCodec  # noqa: E402
-from training.postfilter import photo  # noqa: E402
+from training.postfilter import loop_filtered, per_photo_cache, photo  # noqa: E402
 
 CODES = (8000, 14000, 20000, 28000, 36000, 44000, 52000, 60000)
 STRIDE = 16     # pixels per latent cell
 MARGIN = 2      # latent cells around a training crop whose pixels are not in the loss (edge effects)
 
 
-@torch.no_grad()
-def latents(codec: LearnedCodec, path: str, scale: int, codes) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """(original 10-bit Y'CbCr (3, H, W), {code: decoded latent y_hat}) of a photo, flat offset map,
-    no loop filter (the decoder's latent does not depend on it)."""
-    an = codec.analyze(photo(path, scale), loop_filter=False)
-    return np.stack(an.source10), {q: codec.y_hat(codec.symbols(an, q)).astype(np.float16) for q in codes}
-
-
 def cached_latents(codec: LearnedCodec, photos: list[tuple[str, int]], codes, cache: str) -> list:
-    """[(original, [y_hat at each code])] per (path, scale), one .npz per photo and scale in `cache`
-    (a later run adds only the codes it lacks)."""
-    out = []
-    for path, scale in photos:
-        file = os.path.join(cache, f"{os.path.splitext(os.path.basename(path))[0]}-{scale}.npz")
-        ref, stored = None, {}
-        if os.path.exists(file):
-            with np.load(file) as z:
-                ref, stored = z["ref"], {int(k[1:]): z[k] for k in z.files if k != "ref"}
-        missing = [q for q in codes if q not in stored]
-        if missing:
-            ref, new = latents(codec, path, scale, missing)
-            stored.update(new)
-            os.makedirs(cache, exist_ok=True)
-            np.savez(file + ".tmp.npz", ref=ref, **{f"q{q}": r for q, r in stored.items()})
-            os.replace(file + ".tmp.npz", file)
-            print(f"  {os.path.basename(path)} 1/{scale} {ref.shape[2]}x{ref.shape[1]}: codes {missing}", flush=True)
-        out.append((ref, [stored[q] for q in codes]))
-    return out
+    """[(original 10-bit Y'CbCr (3, H, W), [decoded latent y_hat at each code])] per (path, scale), flat
+    offset map (the latent does not depend on the loop filter), cached per photo."""
+    @torch.no_grad()
+    def make(path: str, scale: int, missing: list[int]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        an = codec.analyze(photo(path, scale), loop_filter=False)
+        return np.stack(an.source10), {q: codec.y_hat(codec.symbols(an, q)).astype(np.float16) for q in missing}
+    return per_photo_cache(photos, codes, cache, make)
 
 
 class Decoder(torch.nn.Module):
@@ -139,9 +118,7 @@ def psnrs(decoder: Decoder, test, codes) -> np.ndarray:
         h, w = ref.shape[1:]
         for i, q in enumerate(codes):
             rec = [to_10bit(p) for p in decoder(torch.from_numpy(ys[i].astype(np.float32))[None], q)[0, :, :h, :w].numpy()]
-            classes = loopfilter.classify(rec[0], 12)
-            coeffs, clip = loopfilter.fit(rec[0], ref[0], classes, 12)
-            out[n, i] = (psnr(rec[0], ref[0]), psnr(loopfilter.apply(rec[0], coeffs, classes, clip), ref[0]),
+            out[n, i] = (psnr(rec[0], ref[0]), psnr(loop_filtered(rec[0], ref[0]), ref[0]),
                          psnr(rec[1], ref[1]), psnr(rec[2], ref[2]))
     return out
 
