@@ -45,7 +45,7 @@ ESTIMATE_MAPS = 8  # step-offset maps whose size estimates an Analysis keeps
 class Hyper:
     """Coded hyper-latent and the entropy parameters the decoder derives from it."""
 
-    z: np.ndarray            # (Nz, hz, wz) int64 quantized hyper-latent
+    z: np.ndarray            # (Nz, hz, wz) int64 coded hyper-latent symbols (`LearnedCodec.z_hat`)
     mu: np.ndarray           # (M, h, w) float32 means
     log2_sigma: np.ndarray   # (M, h, w) float64 log2 scales
     z_data: bytes            # the coded z stream
@@ -183,7 +183,15 @@ class LearnedCodec:
         # bits as a function of log2(|y| / step), fitted on training photos: predicts each image's curve
         self.rate_model = RateModel.from_dict(bundle["rate_model"]) if "rate_model" in bundle else None
         # integer hyper-synthesis and synthesis (absent only in bundles made before calibration)
-        self.integer = IntegerDecoderNets.from_dict(bundle["integer"]) if "integer" in bundle else None
+        self.integer = (IntegerDecoderNets.from_dict(bundle["integer"], bundle.get("integer_hyper"))
+                        if "integer" in bundle else None)
+        # quantization step of the hyper-latent (model 16 on: 1.25 instead of 1; its symbols are
+        # round(z / step), the hyper-synthesis sees them times the step): the trained z spends 0.02
+        # bpp at every rate, a third of a 0.06 bpp file, on detail the y prior barely uses
+        # (training/z_step.py, docs/MODEL.md "Hyper-latent step")
+        self.z_step = float(bundle.get("z_step", 1.0))
+        if self.integer is not None and (self.z_step != 1.0) != (self.integer.z_factor != 1):
+            raise BitlensError(f"model {self.model_id}: z step {self.z_step} without its integer hyper-synthesis")
         # 8-bit synthesis weights (`integer8`), at the 16-bit synthesis' activation scales. Rounded by
         # GPTQ (bundles since v10's) in every layer; rounded to nearest (older bundles) in every layer
         # but the 3-channel output layer, which then keeps its 16-bit weights (0.7% of the weights,
@@ -282,7 +290,7 @@ class LearnedCodec:
             log2_step = log2_step_q16(self.hyper_log2_steps_q16, code) / Q16
             y = torch.from_numpy(an.y)[None]
             z = self.net.hyper_analysis(y, torch.from_numpy(log2_step).float()[None])
-            z = torch.round(z)[0].numpy().astype(np.int64)
+            z = torch.round(z / self.z_step)[0].numpy().astype(np.int64)
             mu, log2_sigma = self._entropy_parameters(z)
             an.hypers[key] = Hyper(z, mu, log2_sigma, coder.encode(z, self._z_rows(z.shape), self.z_table))
         return an.hypers[key]
@@ -482,7 +490,7 @@ class LearnedCodec:
     @torch.inference_mode()
     def float_scale_rows(self, z: np.ndarray, q_code: int, kmap: np.ndarray, device: str = "cpu") -> np.ndarray:
         """Scale indices a float hyper-synthesis would derive (what a non-integer decoder would use)."""
-        z_t = torch.from_numpy(z.astype(np.float32))[None].to(device)
+        z_t = torch.from_numpy(self.z_hat(z))[None].to(device)
         _, log2_sigma = self._net_on(device).entropy_parameters(z_t)
         return self._steps_and_rows(log2_sigma[0].cpu().numpy().astype(np.float64), q_code, kmap)[1]
 
@@ -501,11 +509,16 @@ class LearnedCodec:
         return self._nets[key]
 
     def _entropy_parameters(self, z: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """Means and log2 scales from z: the integer hyper-synthesis, so every machine agrees."""
+        """Means and log2 scales from the z symbols: the integer hyper-synthesis, so every machine
+        agrees."""
         if self.integer is not None:
             return self.integer.entropy_parameters(z, device)
-        mu, log2_sigma = self.net.entropy_parameters(torch.from_numpy(z.astype(np.float32))[None])
+        mu, log2_sigma = self.net.entropy_parameters(torch.from_numpy(self.z_hat(z))[None])
         return mu[0].numpy(), log2_sigma[0].numpy().astype(np.float64)
+
+    def z_hat(self, z: np.ndarray) -> np.ndarray:
+        """The hyper-synthesis' float input from the coded z symbols (float32)."""
+        return (z * self.z_step).astype(np.float32)
 
     def _steps_and_rows(self, log2_sigma: np.ndarray, q_code: int, kmap: np.ndarray):
         """Quantization step of every latent element, the CDF row (scale index) it is coded with,

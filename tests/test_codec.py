@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from codec.engine import LearnedCodec, anchor_cells, decode_bitstream, latent_grid
@@ -281,3 +282,24 @@ def test_luma_step_variant_is_its_base_with_coarser_chroma_steps(small_rgb):
     dec = decode_bitstream(enc.data)
     assert dec.header.model_id == 6 and dec.pixels.shape == small_rgb.shape
     assert psnr(src.y10(), dec.y10, 1023) > 25
+
+
+def test_model_16_codes_the_hyper_latent_in_bins_of_1_25():
+    """Model 16: model 15's networks with z coded as round(z / 1.25). The integer hyper-synthesis
+    reads 5 x the symbol at scale 2^-2, which must be the float network's input z * 1.25 (a wrong
+    factor moves the means by whole steps); the z stream is smaller than model 15's, the size
+    estimate exact and the decoder's reconstruction the encoder's."""
+    v15, v16 = LearnedCodec.load(15), LearnedCodec.load(16)
+    assert (v15.z_step, v16.z_step, v16.integer.z_factor) == (1.0, 1.25, 5)
+    src = source_from_array(sample_crop(192, 256))
+    an15, an16 = v15.analyze(src), v16.analyze(src)
+    q = 20000
+    hy15, hy16 = v15.hyper(an15, q), v16.hyper(an16, q)
+    assert (np.abs(hy16.z) <= np.abs(hy15.z)).all()
+    assert len(hy16.z_data) < 0.7 * len(hy15.z_data)
+    with torch.inference_mode():
+        mu, log2_sigma = (t[0].double().numpy() for t in v16.net.entropy_parameters(torch.from_numpy(v16.z_hat(hy16.z))[None]))
+    assert np.abs(hy16.mu - mu).max() < 0.05 and np.abs(hy16.log2_sigma - log2_sigma).max() < 0.05
+    enc = v16.encode(an16, q)
+    assert len(enc.data) == v16.estimate_bytes(an16, q)
+    assert np.array_equal(decode_bitstream(enc.data).ycbcr, v16.reconstruct(an16, q))

@@ -1,11 +1,11 @@
 """Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 to 13, 2026-11-27; models 14
-and 15, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
+to 16, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
 decoder, the post-filter or the loop filter that moves one pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams each of models 10 to 15, each decoded with the model it names (models 14 and 15:
-`tests.conftest.sample_crop(67, 93)` at quality code 24000 and `sample_crop(192, 256)` at 40000,
-model 15's at 56000).
+then two streams each of models 10 to 16, each decoded with the model it names (models 14 to 16:
+`tests.conftest.sample_crop(67, 93)` at quality code 24000 (model 16's at 25000) and
+`sample_crop(192, 256)` at 40000 (model 15's at 56000)).
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
 models 10 to 13 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
@@ -68,6 +68,13 @@ STREAMS = {
                               "529e6d3a538c3d211784f80feb9d61cf0e614cbe0aaa28bc00b5b56420b3e7e5"),
     "v15-192x256-high.bln": (4, "54fd4ec4aad18b31d704a407602bcffa3df3ad58047df6fc6e7f958b294ca9b9",
                              "11524f97d6d825ebb25a8fbb7d2b24acef36d4c4b9128425711b08113ceb9397"),
+    # model 16 (2026-11-29: model 15 with the hyper-latent quantized at step 1.25, its integer
+    # hyper-synthesis fed 5 x the symbol at scale 2^-2): the crops at 25000 (where the file sends
+    # clipped filters; at 24000 it sends none) and 40000
+    "v16-odd-67x93-mid.bln": (4, "34df1f3a75fef36f9cf4d5a9e92ef797b34b2a495dd2dceb882cd2dbfe9229cb",
+                              "bbd3f071e26a949c3d4807345e963fab5666651082789273ac05e4bedff59f78"),
+    "v16-192x256-high.bln": (4, "105aab637246983dc3269301ab79228b484904ad952c913763842cd94fee9e97",
+                             "32c30b853d0947df901ea8bf5ad5424f74ca44ba4b49fb24cbc5ef3da3cb348d"),
 }
 
 
@@ -105,7 +112,7 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
 @pytest.mark.parametrize("env", [{"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
                                  {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}],
                          ids=["sse41", "avx2"])
-@pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln"])
+@pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln"])
 def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
     # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
     # every partial sum is an integer below 2^24, so each must give the same pixels

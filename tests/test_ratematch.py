@@ -5,7 +5,7 @@ from codec.engine import latent_grid
 from codec.errors import BitlensError
 from codec.images import source_from_array
 from codec.model.quality import QMAX
-from codec.ratematch import filter_layout, match_rate, rate_floor
+from codec.ratematch import FLOOR_PROBES, filter_layout, match_rate, rate_floor
 
 from .conftest import sample_crop
 
@@ -166,6 +166,9 @@ def test_targets_below_code_zeros_rate_are_met_above_the_rate_floor(codec, flat,
     target = floor_bpp * 1.02
     r = match_rate(codec, flat, target, method=method, tolerance=0.05)
     assert target * 0.95 <= r.bpp <= target < at_zero
-    assert r.encoded.q_code >= floor
+    # the floor is known to the spacing of its probes (with model 16 the rate is flat around it:
+    # code 4095 costs what the floor's 4096 does); codes on the rising side toward code 0 are not taken
+    spacing = codec.trained_codes[0] / (FLOOR_PROBES - 1)
+    assert r.encoded.q_code > floor - spacing
     with pytest.raises(BitlensError, match=rf"outside what the model reaches on this image \({floor_bpp:.4f} to"):
         match_rate(codec, flat, floor_bpp * 0.9, method=method)

@@ -56,7 +56,7 @@ def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
             for q in np.linspace(0, QMAX, 5).astype(int):
                 hy = codec.hyper(an, int(q))
                 if q == 0 or codec.net.hyper_gain:   # older models: one z per image
-                    out["z"].append(torch.from_numpy(hy.z.astype(np.float32))[None])
+                    out["z"].append(torch.from_numpy(codec.z_hat(hy.z))[None])
                 sy = codec.symbols(an, int(q))
                 out["y_hat"].append(torch.from_numpy(codec.y_hat(sy).astype(np.float32))[None])
                 if codec.net.context is None:

@@ -3,9 +3,10 @@
 Built once at export from the float network and activation ranges calibrated on training photos,
 stored in the model bundle as integers, and run with `IntLayer` (exact on every backend).
 
-Scales: the hyper-latent z enters as integers (scale 1); means come out at scale `s_mu`, log2 scales
-at `s_ls` (both powers of two, so converting to float64 is exact); the synthesis takes y_hat at
-scale `s_y` and produces Y'CbCr at scale 2^-14.
+Scales: the hyper-latent z enters as integers, its coded symbols times `z_factor` (at scale 1, or
+at a finer power of two where z's quantization step is not a whole number); means come out at scale
+`s_mu`, log2 scales at `s_ls` (both powers of two, so converting to float64 is exact); the synthesis
+takes y_hat at scale `s_y` and produces Y'CbCr at scale 2^-14.
 """
 from __future__ import annotations
 
@@ -82,11 +83,13 @@ class IntegerDecoderNets:
     s_ls: float
     s_y: float
     weight_bits: int
+    z_factor: int = 1   # the hyper-synthesis' integer input per unit of a coded z symbol
 
     @torch.inference_mode()
     def entropy_parameters(self, z: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-        """Means and log2 scales (float64, exact dyadic values) from integer z (Nz,hz,wz)."""
-        x = torch.from_numpy(np.clip(z, -IN_MAX, IN_MAX).astype(np.int64))[None].to(device)
+        """Means and log2 scales (float64, exact dyadic values) from the coded z symbols (Nz,hz,wz)."""
+        x = np.clip(np.asarray(z, dtype=np.int64) * self.z_factor, -IN_MAX, IN_MAX)
+        x = torch.from_numpy(x)[None].to(device)
         x = run_layers(self.h_s, x)
         out = x[0].cpu().numpy().astype(np.float64)
         m = out.shape[0] // 2
@@ -109,20 +112,19 @@ class IntegerDecoderNets:
                 **layers_to_dict(self.h_s, "h_s."), **layers_to_dict(self.g_s, "g_s.")}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "IntegerDecoderNets":
+    def from_dict(cls, d: dict, hyper: dict | None = None) -> "IntegerDecoderNets":
+        """From `to_dict`'s entries; `hyper` (a variant's `z_factor` and `h_s.` layers, as
+        training/z_step.py writes them) replaces the hyper-synthesis."""
         s_mu, s_ls, s_y = (float(v) for v in d["scales"])
-        return cls(layers_from_dict(d, "h_s."), layers_from_dict(d, "g_s."), s_mu, s_ls, s_y, int(d["weight_bits"]))
+        h = hyper if hyper is not None else d
+        return cls(layers_from_dict(h, "h_s."), layers_from_dict(d, "g_s."), s_mu, s_ls, s_y, int(d["weight_bits"]),
+                   int(h.get("z_factor", 1)))
 
 
 def build_integer_nets(net, z_samples: list[torch.Tensor], y_hat_samples: list[torch.Tensor],
                        weight_bits: int = 16) -> IntegerDecoderNets:
     """Quantize `net.h_s` and `net.g_s` from calibration inputs (quantized z and y_hat tensors)."""
-    h_max = calibrate(net.h_s, z_samples)
-    M = net.M
-    s_mu = pow2_scale(float(h_max[-1][:M].max()))
-    s_ls = pow2_scale(float(h_max[-1][M:].max()))
-    last_h = np.concatenate([np.full(M, s_mu), np.full(M, s_ls)])
-    h_layers, _ = quantize_sequence(net.h_s, h_max, 1.0, IN_MAX, last_h, weight_bits)
+    h_layers, s_mu, s_ls = build_integer_hyper(net, z_samples, 1.0, weight_bits)
 
     g_max = calibrate(net.g_s, y_hat_samples)
     s_y = pow2_scale(max(float(y.abs().max()) for y in y_hat_samples))
@@ -131,6 +133,18 @@ def build_integer_nets(net, z_samples: list[torch.Tensor], y_hat_samples: list[t
     g_s = net.g_s if weight_bits >= 16 else snap_weights(net.g_s, weight_bits, y_hat_samples)
     g_layers, _ = quantize_sequence(g_s, g_max, s_y, IN_MAX, np.full(3, OUT_SCALE), weight_bits)
     return IntegerDecoderNets(h_layers, g_layers, s_mu, s_ls, s_y, weight_bits)
+
+
+def build_integer_hyper(net, z_samples: list[torch.Tensor], s_z: float, weight_bits: int = 16,
+                        out_scales: tuple[float, float] | None = None) -> tuple[list[IntLayer], float, float]:
+    """Integer `net.h_s` taking z (the dequantized hyper-latent, as in `z_samples`) at input scale
+    `s_z`; the means and log2 scales at `out_scales` (default: powers of two from the calibration)."""
+    h_max = calibrate(net.h_s, z_samples)
+    M = net.M
+    s_mu, s_ls = out_scales or (pow2_scale(float(h_max[-1][:M].max())), pow2_scale(float(h_max[-1][M:].max())))
+    last_h = np.concatenate([np.full(M, s_mu), np.full(M, s_ls)])
+    h_layers, _ = quantize_sequence(net.h_s, h_max, s_z, IN_MAX, last_h, weight_bits)
+    return h_layers, s_mu, s_ls
 
 
 def snap_weights(seq: nn.Sequential, weight_bits: int, samples: list[torch.Tensor]) -> nn.Sequential:

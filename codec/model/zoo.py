@@ -22,9 +22,10 @@ from .quality import pow2_tables
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 
 
-def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7) -> FreqTable:
-    """Per-channel frequency tables of the factorized prior over the range holding all but `tail`."""
-    v = torch.arange(-radius, radius + 2, dtype=torch.float32) - 0.5   # edges of bins -radius..radius
+def z_table(model: VariableRateHyperprior, radius: int = 256, tail: float = 1e-7, step: float = 1.0) -> FreqTable:
+    """Per-channel frequency tables of the factorized prior over the range holding all but `tail`,
+    for the symbols round(z / step) (bins of width `step`)."""
+    v = (torch.arange(-radius, radius + 2, dtype=torch.float64) - 0.5).float() * step   # edges of bins -radius..radius
     with torch.no_grad():
         cdf = model.prior_z.cdf_at(v.unsqueeze(0).repeat(model.prior_z.channels, 1)).double().numpy()
     rows = []
