@@ -56,12 +56,14 @@ def random_latents(latents, batch: int, size: int, gen: torch.Generator) -> torc
     return torch.stack([random_window(latents, size, gen) for _ in range(batch)]).float()
 
 
-def hyper_residuals(net, y, q, kmap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def hyper_residuals(net, y, q, kmap, z_step: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bits of z, and y's residual from the hyperprior's mean in steps, log2(sigma / delta) and log2
-    delta: what every context model starts from."""
+    delta: what every context model starts from. z is coded in bins of `z_step` (model 16: 1.25),
+    rounded straight through (a trainable hyperprior gets gradients, as in the model's training)."""
     log2_step = net.log2_step(q)
-    z = torch.round(net.hyper_analysis(y, log2_step))
-    bits_z = -torch.log2(net.prior_z.likelihood(z).clamp_min(1e-9)).sum()
+    z = net.hyper_analysis(y, log2_step) / z_step
+    z = (z + (torch.round(z) - z).detach()) * z_step
+    bits_z = -torch.log2(net.prior_z.likelihood(z, z_step).clamp_min(1e-9)).sum()
     mu, log2_sigma = net.entropy_parameters(z)
     log2_delta = log2_step[:, :, None, None] + kmap / 4
     return bits_z, (y - mu) / torch.exp2(log2_delta), log2_sigma - log2_delta, log2_delta

@@ -88,12 +88,13 @@ class FactorizedPrior(nn.Module):
         """CDF of each channel at `points` (shape (C, N)); returns (C, N)."""
         return torch.sigmoid(self._logits_cumulative(points.unsqueeze(1))).squeeze(1)
 
-    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
-        """Mass of [z - 0.5, z + 0.5] per element of z (B, C, H, W)."""
+    def likelihood(self, z: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+        """Mass of [z - step/2, z + step/2] per element of z (B, C, H, W): the bin of a symbol
+        round(z / step) (model 16 codes z in bins of 1.25)."""
         b, c, h, w = z.shape
         x = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
-        lower = self._logits_cumulative(x - 0.5)
-        upper = self._logits_cumulative(x + 0.5)
+        lower = self._logits_cumulative(x - step / 2)
+        upper = self._logits_cumulative(x + step / 2)
         sign = -torch.sign(lower + upper).detach()
         mass = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
         return mass.reshape(c, b, h, w).permute(1, 0, 2, 3)

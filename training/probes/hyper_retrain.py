@@ -25,30 +25,14 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from codec.model.hyperprior import SCALE_MIN, gaussian_mass  # noqa: E402
 from training.train import open_log  # noqa: E402
-from training.train_context import cached_latents, load_backbone, resume, through_context, train_loop, training_args  # noqa: E402
-
-
-def z_bits(net, z: torch.Tensor, step: float) -> torch.Tensor:
-    """Bits of z's symbols (z on the bins' centres) in bins of `step` under the factorized prior."""
-    b, c, h, w = z.shape
-    x = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
-    lower = net.prior_z._logits_cumulative(x - step / 2)
-    upper = net.prior_z._logits_cumulative(x + step / 2)
-    sign = -torch.sign(lower + upper).detach()
-    mass = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
-    return -torch.log2(mass.clamp_min(1e-9)).sum()
+from training.train_context import (cached_latents, hyper_residuals, load_backbone, resume, through_context,  # noqa: E402
+                                    train_loop, training_args)
 
 
 def total_bits(net, y: torch.Tensor, q: torch.Tensor, kmap: torch.Tensor, step: float, noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(bits of z, bits of y) of latents y at qualities q: the training proxy with `noise`, else
     real rounding."""
-    log2_step = net.log2_step(q)
-    z = net.hyper_analysis(y, log2_step) / step
-    z_sym = z + (torch.round(z) - z).detach()
-    bits_z = z_bits(net, z_sym * step, step)   # rounded straight through, as the model was trained
-    mu, log2_sigma = net.entropy_parameters(z_sym * step)
-    log2_delta = log2_step[:, :, None, None] + kmap / 4
-    r, log2_ratio = (y - mu) / torch.exp2(log2_delta), log2_sigma - log2_delta
+    bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap, step)
     r, log2_ratio, _, _ = through_context(net, r, log2_ratio, net.slices, net.rest_slices)
     v = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
     bits_y = -torch.log2(gaussian_mass(v, torch.exp2(log2_ratio).clamp_min(SCALE_MIN)).clamp_min(1e-9)).sum()
