@@ -29,12 +29,21 @@ from training.train_context import (cached_latents, hyper_residuals, load_backbo
                                     train_loop, training_args)
 
 
-def total_bits(net, y: torch.Tensor, q: torch.Tensor, kmap: torch.Tensor, step: float, noise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bits of z, bits of y) of latents y at qualities q: the training proxy with `noise`, else
-    real rounding."""
+Y_RATES = ("noise", "ste", "round")
+
+
+def total_bits(net, y: torch.Tensor, q: torch.Tensor, kmap: torch.Tensor, step: float, y_rate: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bits of z, bits of y) of latents y at qualities q. y's residuals (in steps) are read
+    `noise`: plus uniform noise (the models' training proxy); `ste`: rounded, the gradient passed
+    straight through (the real rate, trainable); `round`: rounded (the real rate)."""
     bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap, step)
     r, log2_ratio, _, _ = through_context(net, r, log2_ratio, net.slices, net.rest_slices)
-    v = r + torch.empty_like(r).uniform_(-0.5, 0.5) if noise else torch.round(r)
+    if y_rate == "noise":
+        v = r + torch.empty_like(r).uniform_(-0.5, 0.5)
+    elif y_rate == "ste":
+        v = r + (torch.round(r) - r).detach()
+    else:
+        v = torch.round(r)
     bits_y = -torch.log2(gaussian_mass(v, torch.exp2(log2_ratio).clamp_min(SCALE_MIN)).clamp_min(1e-9)).sum()
     return bits_z, bits_y
 
@@ -48,7 +57,7 @@ def held_out_bits(net, latents: list, step: float) -> tuple[float, float]:
         h, w = (y.shape[-2] // 4) * 4, (y.shape[-1] // 4) * 4
         y = y[..., :h, :w]
         for q in np.linspace(0.25, net.levels - 1.25, 5):
-            a, b = total_bits(net, y, torch.tensor([q], dtype=torch.float32), torch.zeros(1, 1, h, w), step, noise=False)
+            a, b = total_bits(net, y, torch.tensor([q], dtype=torch.float32), torch.zeros(1, 1, h, w), step, "round")
             zb, yb = zb + float(a), yb + float(b)
     return zb, yb
 
@@ -57,6 +66,9 @@ def main() -> None:
     args, cfg = training_args("checkpoints/hyper-probe/last.pt")
     net = load_backbone(cfg["init"])
     step_z = cfg.get("z_step", 1.25)
+    y_rate = cfg.get("y_rate", "noise")
+    if y_rate not in Y_RATES:
+        raise SystemExit(f"y_rate must be one of {Y_RATES}")
     trained = torch.nn.ModuleDict(dict(h_a=net.h_a, h_s=net.h_s, prior_z=net.prior_z))
     trained.requires_grad_(True)
     opt = torch.optim.Adam(trained.parameters(), lr=cfg["lr"])
@@ -71,7 +83,7 @@ def main() -> None:
     pixels = cfg["batch"] * size * size * 256
 
     def batch_loss(y, q, kmap):
-        bz, by = total_bits(net, y, q, kmap, step_z, noise=True)
+        bz, by = total_bits(net, y, q, kmap, step_z, y_rate)
         return (bz + by) / pixels, (float(bz.detach()), float(by.detach()), 0.0)
 
     def report(step, el, lr, acc):
