@@ -117,3 +117,29 @@ def test_silent_latent_residual_is_the_model_without_it_and_it_learns_from_the_d
     assert torch.equal(out["bits_y"], b["bits_y"]) and not torch.allclose(out["x_hat"], b["x_hat"])
     ((out["x_hat"] - x) ** 2).mean().backward()
     assert with_lrp.residual.net[0].weight.grad.abs().sum() > 0
+
+
+def test_training_codes_z_in_the_shipped_bins_and_counts_what_the_coder_writes(x):
+    """Model 16 codes z as round(z / 1.25) (training/train.py's "z_step"): the training pass, given the
+    step, counts z's bits as the factorized prior's mass over those bins, within a few percent of the
+    z stream the codec writes for the same crop at the same quality."""
+    from codec.engine import LearnedCodec
+    from codec.images import SourceImage
+    from codec.model.quality import QMAX
+    bundle = load_bundle(16)
+    net = VariableRateHyperprior(**bundle["config"])
+    net.load_state_dict({k: v.float() for k, v in bundle["state_dict"].items()})
+    net.eval()
+    codec = LearnedCodec(bundle)
+    lo, hi = (int(v) for v in bundle["trained_levels"])
+    level = 2                                  # a trained level: the codec's hyper-analysis sees its step
+    code = (lo + level) * QMAX // (len(bundle["log2_steps_q16"]) - 1)
+    rgb = sample_crop(256, 256).astype(np.float64) / 255    # the pixels of `x`
+    coded = 8 * len(codec.hyper(codec.analyze(SourceImage(rgb)), code).z_data)
+    with torch.no_grad():
+        bits = {}
+        for step in (1.0, 1.25):
+            net.z_step = step
+            bits[step] = float(run(net, x, float(level))["bits_z"])
+    assert bits[1.25] < 0.7 * bits[1.0]        # coarser bins: far fewer bits (0.008 against 0.019 bpp)
+    assert abs(bits[1.25] - coded) < 0.05 * coded + 64

@@ -5,11 +5,16 @@
         --postfilter-max-code 50000
     python training/export.py checkpoints/postfilter-v15.pt resources/models/bitlens-hp-v15.pt --id 15 \
         --postfilter-below checkpoints/postfilter-v14.pt 32000
+    # a joint checkpoint trained from model 16 (z step 1.25 in its config), with 16's post-filters
+    # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step")
+    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v17.pt --id 17 \
+        --extra-levels 3 4 --postfilters-of 16
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import sys
 
@@ -17,16 +22,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.engine import LearnedCodec, anchor_cells  # noqa: E402
+from codec.engine import LearnedCodec, anchor_cells, postfilter_entries  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.integer.fixedpoint import layers_to_dict  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
-from codec.integer.networks import build_integer_context, build_integer_nets, build_integer_postfilter  # noqa: E402
+from codec.integer.networks import (build_integer_context, build_integer_hyper, build_integer_nets,  # noqa: E402
+                                    build_integer_postfilter)
 from codec.model.context import CheckerboardContext  # noqa: E402
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
 from codec.model.postfilter import PostFilter  # noqa: E402
 from codec.model.quality import QMAX  # noqa: E402
-from codec.model.zoo import make_bundle, merge_variant, read_bundle  # noqa: E402
+from codec.model.zoo import load_bundle, make_bundle, merge_variant, read_bundle, z_table  # noqa: E402
 
 
 def calibration_crops(folder: str, n_images: int) -> list:
@@ -77,6 +83,26 @@ def calibration_inputs(codec: LearnedCodec, crops: list) -> dict[str, list]:
     return out
 
 
+def input_grid(step: float) -> tuple[float, int]:
+    """(power-of-two input scale, integer factor) with scale x factor == step exactly."""
+    scale = 2.0 ** math.floor(math.log2(step))
+    while step / scale != round(step / scale):
+        scale /= 2
+        if scale < 2 ** -8:
+            raise ValueError(f"z step {step} is not a multiple of a power of two down to 2^-8")
+    return scale, int(round(step / scale))
+
+
+def integer_hyper(codec: LearnedCodec, z_samples: list, nets) -> dict:
+    """The `integer_hyper` entry of a model whose z symbols are round(z / step) (model 16 on): an
+    integer hyper-synthesis whose input, factor x symbol at a power-of-two scale, holds z x step
+    exactly (1.25 = 5 x 2^-2), with the output scales and weight bits of `nets` (the bundle's
+    `integer`). `z_samples`: dequantized z (symbol x step) of calibration crops."""
+    scale, factor = input_grid(codec.z_step)
+    layers, _, _ = build_integer_hyper(codec.net, z_samples, scale, nets.weight_bits, out_scales=(nets.s_mu, nets.s_ls))
+    return {"z_factor": torch.tensor(factor), **layers_to_dict(layers, "h_s.")}
+
+
 def integer_slices(slices, inputs: list[list]) -> list[dict]:
     """Channel slices' integer networks, one per group after the first."""
     return [build_integer_context(net, x).to_dict() for net, x in zip(slices.nets, inputs)]
@@ -88,7 +114,10 @@ def integer_parts(bundle: dict, crops: list) -> None:
     latent residual prediction to the bundle."""
     codec = LearnedCodec(bundle)
     inputs = calibration_inputs(codec, crops)
-    bundle["integer"] = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 16).to_dict()
+    nets = build_integer_nets(codec.net, inputs["z"], inputs["y_hat"], 16)
+    bundle["integer"] = nets.to_dict()
+    if codec.z_step != 1.0:
+        bundle["integer_hyper"] = integer_hyper(codec, inputs["z"], nets)
     if inputs["context"]:
         bundle["integer_context"] = build_integer_context(codec.net.context.net, inputs["context"]).to_dict()
     if inputs["slices"]:
@@ -127,13 +156,11 @@ def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
     return variant
 
 
-def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list) -> dict:
-    """A shipped model plus post-filters trained on it frozen (training/postfilter.py), as a variant
-    bundle: the base model's id, then per filter (by rising highest quality code, each running
-    above the previous one's) its float weights, the highest code it runs at and its integer
-    network, calibrated on the base model's reconstructions of training crops at five qualities.
-    One filter: model 14's layout; several: model 15's."""
-    codec = LearnedCodec.load(filters[0][0]["base"])
+def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, int]], crops: list) -> list[dict]:
+    """Bundle entries of post-filters run on `codec`'s pictures (a model without post-filters), by
+    rising highest quality code (each running above the previous one's): float weights, that code
+    and the integer network, calibrated on the codec's reconstructions of training crops at five
+    qualities."""
     inputs = []
     with torch.no_grad():
         for src in crops:
@@ -142,12 +169,18 @@ def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str
                 ycc = codec.reconstruct(an, int(q), filtered=False).transpose(2, 0, 1)
                 planes10 = torch.from_numpy(np.stack([to_10bit(p) for p in ycc]).astype(np.float32))[None]
                 inputs.append(PostFilter.inputs(planes10, torch.tensor([int(q)])))
-    entries = []
-    for state, max_code in sorted(filters, key=lambda f: f[1]):
-        assert state["base"] == codec.model_id, "post-filters of one bundle share their base model"
-        net = PostFilter.from_state(state)
-        entries.append(dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
-                            max_code=int(max_code), integer=build_integer_postfilter(net, inputs).to_dict()))
+    return [dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
+                 max_code=int(max_code), integer=build_integer_postfilter(net, inputs).to_dict())
+            for net, max_code in sorted(filters, key=lambda f: f[1])]
+
+
+def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list) -> dict:
+    """A shipped model plus post-filters trained on it frozen (training/postfilter.py), as a variant
+    bundle: the base model's id, then `postfilter_entries_on` the base model. One filter: model
+    14's layout; several: model 15's."""
+    codec = LearnedCodec.load(filters[0][0]["base"])
+    assert all(state["base"] == codec.model_id for state, _ in filters), "post-filters of one bundle share their base model"
+    entries = postfilter_entries_on(codec, [(PostFilter.from_state(state), m) for state, m in filters], crops)
     bundle = dict(base_model_id=codec.model_id, model_id=model_id, name=name)
     if len(entries) == 1:
         integer = entries[0].pop("integer")
@@ -179,6 +212,10 @@ def main() -> None:
                     help="post-filter variants: the highest quality code the post-filter runs at")
     ap.add_argument("--postfilter-below", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "MAX_CODE"),
                     help="post-filter variants: another post-filter, run at codes up to MAX_CODE (the checkpoint's above)")
+    ap.add_argument("--z-step", type=float, default=None,
+                    help="joint checkpoints: z's bin width (default: the training config's z_step, else 1)")
+    ap.add_argument("--postfilters-of", type=int, default=None, metavar="ID",
+                    help="joint checkpoints: carry shipped model ID's post-filters over, calibrated on this model")
     args = ap.parse_args()
     state = torch.load(args.checkpoint, weights_only=False)
     name = args.name or os.path.splitext(os.path.basename(args.output))[0]
@@ -201,7 +238,15 @@ def main() -> None:
             model = VariableRateHyperprior(**state["config"]["model"])
             model.load_state_dict(state["model"])
         bundle = full = make_bundle(model, args.id, name, tuple(args.extra_levels))
+        z_step = args.z_step or float(state["config"].get("z_step", 1.0))
+        if z_step != 1.0:   # z coded as round(z / step): its tables for bins of that width
+            bundle["z_step"] = torch.tensor(z_step)
+            bundle.update({k: torch.from_numpy(v) for k, v in z_table(model, step=z_step).to_dict("z").items()})
         integer_parts(bundle, crops)
+        if args.postfilters_of is not None:
+            carried = postfilter_entries(load_bundle(args.postfilters_of))
+            bundle["postfilters"] = postfilter_entries_on(
+                LearnedCodec(bundle), [(PostFilter.from_state(e), int(e["max_code"])) for e in carried], crops)
     bundle["rate_prior"] = torch.from_numpy(rate_prior(full, crops))
     bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"],
                               extra_levels=list(args.extra_levels))

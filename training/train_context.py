@@ -61,9 +61,7 @@ def hyper_residuals(net, y, q, kmap, z_step: float = 1.0) -> tuple[torch.Tensor,
     delta: what every context model starts from. z is coded in bins of `z_step` (model 16: 1.25),
     rounded straight through (a trainable hyperprior gets gradients, as in the model's training)."""
     log2_step = net.log2_step(q)
-    z = net.hyper_analysis(y, log2_step) / z_step
-    z = (z + (torch.round(z) - z).detach()) * z_step
-    bits_z = -torch.log2(net.prior_z.likelihood(z, z_step).clamp_min(1e-9)).sum()
+    z, bits_z = net.coded_z(net.hyper_analysis(y, log2_step), z_step)
     mu, log2_sigma = net.entropy_parameters(z)
     log2_delta = log2_step[:, :, None, None] + kmap / 4
     return bits_z, (y - mu) / torch.exp2(log2_delta), log2_sigma - log2_delta, log2_delta

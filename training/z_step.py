@@ -18,7 +18,6 @@ It needs a model id of its own: the same file bytes now mean other z values.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -26,20 +25,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.engine import LearnedCodec  # noqa: E402
-from codec.integer.fixedpoint import layers_to_dict  # noqa: E402
-from codec.integer.networks import build_integer_hyper  # noqa: E402
 from codec.model.zoo import load_bundle, merge_variant, z_table  # noqa: E402
-from training.export import calibration_crops, calibration_inputs, rate_prior  # noqa: E402
-
-
-def input_grid(step: float) -> tuple[float, int]:
-    """(power-of-two input scale, integer factor) with scale x factor == step exactly."""
-    scale = 2.0 ** math.floor(math.log2(step))
-    while step / scale != round(step / scale):
-        scale /= 2
-        if scale < 2 ** -8:
-            raise ValueError(f"z step {step} is not a multiple of a power of two down to 2^-8")
-    return scale, int(round(step / scale))
+from training.export import calibration_crops, calibration_inputs, integer_hyper, rate_prior  # noqa: E402
 
 
 def z_step_variant(base_id: int, step: float, model_id: int, name: str, crops: list) -> dict:
@@ -49,12 +36,10 @@ def z_step_variant(base_id: int, step: float, model_id: int, name: str, crops: l
         raise ValueError(f"model {base_id} already has z step {base.z_step}")
     variant = dict(base_model_id=base_id, model_id=model_id, name=name, z_step=torch.tensor(float(step)),
                    **{k: torch.from_numpy(v) for k, v in z_table(base.net, step=step).to_dict("z").items()})
-    codec = LearnedCodec(merge_variant(variant))   # symbols right; its hyper-synthesis is the base's
-    samples = calibration_inputs(codec, crops)["z"]
-    scale, factor = input_grid(step)
-    layers, _, _ = build_integer_hyper(codec.net, samples, scale, base.integer.weight_bits,
-                                       out_scales=(base.integer.s_mu, base.integer.s_ls))
-    variant["integer_hyper"] = {"z_factor": torch.tensor(factor), **layers_to_dict(layers, "h_s.")}
+    # z's symbols are the variant's (the hyper-analysis is the base's); the calibration needs no
+    # integer hyper-synthesis, and a codec with the base's (for bins of 1) is refused at load
+    codec = LearnedCodec({k: v for k, v in merge_variant(variant).items() if k != "integer"})
+    variant["integer_hyper"] = integer_hyper(codec, calibration_inputs(codec, crops)["z"], base.integer)
     variant["rate_prior"] = torch.from_numpy(rate_prior(merge_variant(variant), crops))
     return variant
 

@@ -53,6 +53,9 @@ class VariableRateHyperprior(nn.Module):
         if residual is not None:
             self.config["residual"] = dict(residual)
         self.M, self.levels, self.hyper_gain = M, levels, hyper_gain
+        # bin width of z's symbols (model 16 codes round(z / 1.25)); a training setting, not part of
+        # the network's configuration: the shipped bundle carries it as `z_step`
+        self.z_step = 1.0
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
                                  deconv(N, N), nn.ReLU(), deconv(N, 3))
@@ -97,6 +100,14 @@ class VariableRateHyperprior(nn.Module):
             y = y * torch.exp2(-log2_step)[:, :, None, None]
         return self.h_a(y)
 
+    def coded_z(self, z: torch.Tensor, step: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """z as the codec sends it, round(z / step) x step, rounded straight through (the
+        hyper-analysis gets gradients), and its bits: the factorized prior's mass over bins of the
+        step (default: the model's `z_step`)."""
+        step = self.z_step if step is None else step
+        z_hat = z + (torch.round(z / step) * step - z).detach()
+        return z_hat, -torch.log2(self.prior_z.likelihood(z_hat, step).clamp_min(1e-9)).sum()
+
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log2 scale of every latent element from the decoded hyper-latent."""
         mu, log2_sigma = self.h_s(z_hat).chunk(2, dim=1)
@@ -114,9 +125,8 @@ class VariableRateHyperprior(nn.Module):
         y = self._fp32(self.g_a[-1], self.g_a[:-1](x))
         log2_step = self.log2_step(q)
         z = self.hyper_analysis(y, log2_step).float()
-        z_hat = z + (torch.round(z) - z).detach()
         with torch.autocast(x.device.type, enabled=False):
-            bits_z = -torch.log2(self.prior_z.likelihood(z_hat).clamp_min(1e-9)).sum()
+            z_hat, bits_z = self.coded_z(z)
         mu, log2_sigma = (t.float() for t in self.entropy_parameters(z_hat))
         log2_delta = log2_step[:, :, None, None]
         if kmap is not None:
