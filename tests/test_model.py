@@ -143,3 +143,20 @@ def test_training_codes_z_in_the_shipped_bins_and_counts_what_the_coder_writes(x
             bits[step] = float(run(net, x, float(level))["bits_z"])
     assert bits[1.25] < 0.7 * bits[1.0]        # coarser bins: far fewer bits (0.008 against 0.019 bpp)
     assert abs(bits[1.25] - coded) < 0.05 * coded + 64
+
+
+def test_training_can_count_ys_rate_at_real_rounding(nets, x):
+    """`y_rate` "ste" (training/train.py's "y_rate"): y's bits at the rounded symbols, no noise, so the
+    same for every seed and below the noise proxy's, with gradients reaching the analysis."""
+    net = copy.deepcopy(nets[1])
+    net.y_rate = "ste"
+    torch.manual_seed(0)
+    a = net(x, torch.tensor([1.0]))["bits_y"]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        b = net(x, torch.tensor([1.0]))["bits_y"]
+        noise = run(nets[1], x)["bits_y"]
+    assert torch.equal(a.detach(), b) and a < noise
+    net.zero_grad()
+    a.backward()
+    assert net.g_a[0].weight.grad.abs().sum() > 0

@@ -56,6 +56,9 @@ class VariableRateHyperprior(nn.Module):
         # bin width of z's symbols (model 16 codes round(z / 1.25)); a training setting, not part of
         # the network's configuration: the shipped bundle carries it as `z_step`
         self.z_step = 1.0
+        # y's rate in training: "noise" (uniform-noise proxy) or "ste" (rounded, straight through:
+        # the rate the coder sees); a training setting too
+        self.y_rate = "noise"
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
                                  deconv(N, N), nn.ReLU(), deconv(N, 3))
@@ -117,8 +120,9 @@ class VariableRateHyperprior(nn.Module):
     def forward(self, x: torch.Tensor, q: torch.Tensor, kmap: torch.Tensor | None = None) -> dict:
         """Training pass: x (B,3,H,W) Y'CbCr in [0,1], q (B,), kmap (B,1,H/16,W/16) offsets or None.
 
-        Returns reconstruction and total bits of y and z (noise proxy for rate, straight-through
-        rounding for the synthesis input).
+        Returns reconstruction and total bits of y and z (y's rate by the noise proxy, or at real
+        rounding with `y_rate` "ste"; z in bins of `z_step`; straight-through rounding for the
+        synthesis input).
         """
         # under CPU/GPU autocast the transforms run in bf16, except the layers that produce y and
         # consume y_hat (their precision is the quantizer's); everything counting bits stays float32
@@ -157,10 +161,10 @@ class VariableRateHyperprior(nn.Module):
                                                      known=(symbols * anchors).detach())
                 shift, log2_ratio = shift + e_mu, log2_ratio + e_lr
             r = r - shift
-        r_noisy = r + torch.empty_like(r).uniform_(-0.5, 0.5)
         r_round = r + (torch.round(r) - r).detach()
+        r_rate = r_round if self.y_rate == "ste" else r + torch.empty_like(r).uniform_(-0.5, 0.5)
         scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
-        bits_y = -torch.log2(gaussian_mass(r_noisy, scale).clamp_min(1e-9)).sum()
+        bits_y = -torch.log2(gaussian_mass(r_rate, scale).clamp_min(1e-9)).sum()
         if self.residual is not None:   # from the symbols (as plainly rounded here) and coded scales
             with torch.autocast(r.device.type, enabled=False):
                 shift = shift + self.residual(torch.round(r).detach(), log2_ratio)
