@@ -137,6 +137,8 @@ def main() -> None:
     model = VariableRateHyperprior(**cfg["model"]).to(device)
     model.z_step = float(cfg.get("z_step", 1.0))   # z's bin width (model 16 onward: 1.25)
     model.y_rate = cfg.get("y_rate", "noise")      # y's rate: noise proxy, or "ste" (real rounding)
+    if model.y_rate not in ("noise", "ste"):
+        raise SystemExit(f"y_rate must be noise or ste, not {model.y_rate!r}")
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     step, seconds = 0, 0.0
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
