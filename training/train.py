@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from codec.color import RGB_TO_YCBCR  # noqa: E402
-from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
+from codec.model.hyperprior import Y_RATES, VariableRateHyperprior  # noqa: E402
 from training.parts import load_model_state, save_parts  # noqa: E402
 
 Y_WEIGHTS = torch.tensor([6.0, 1.0, 1.0]) / 8.0  # Y-weighted distortion, as in JPEG AI training
@@ -118,6 +118,17 @@ def random_offset_maps(batch: int, grid: int, gen: torch.Generator, p_flat: floa
     return torch.where(flat, torch.zeros_like(k), k)
 
 
+def training_model(cfg: dict) -> VariableRateHyperprior:
+    """The network of a training configuration with its training settings: z's bin width
+    (`"z_step"`, model 16 onward 1.25) and how y's rate is counted (`"y_rate"`, `Y_RATES`)."""
+    model = VariableRateHyperprior(**cfg["model"])
+    model.z_step = float(cfg.get("z_step", 1.0))
+    model.y_rate = cfg.get("y_rate", "noise")
+    if model.y_rate not in Y_RATES:
+        raise SystemExit(f"y_rate must be one of {', '.join(Y_RATES)}, not {model.y_rate!r}")
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -134,11 +145,7 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
 
-    model = VariableRateHyperprior(**cfg["model"]).to(device)
-    model.z_step = float(cfg.get("z_step", 1.0))   # z's bin width (model 16 onward: 1.25)
-    model.y_rate = cfg.get("y_rate", "noise")      # y's rate: noise proxy, or "ste" (real rounding)
-    if model.y_rate not in ("noise", "ste"):
-        raise SystemExit(f"y_rate must be noise or ste, not {model.y_rate!r}")
+    model = training_model(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     step, seconds = 0, 0.0
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))

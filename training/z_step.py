@@ -38,9 +38,10 @@ def z_step_variant(base_id: int, step: float, model_id: int, name: str, crops: l
                    **{k: torch.from_numpy(v) for k, v in z_table(base.net, step=step).to_dict("z").items()})
     # z's symbols are the variant's (the hyper-analysis is the base's); the calibration needs no
     # integer hyper-synthesis, and a codec with the base's (for bins of 1) is refused at load
-    codec = LearnedCodec({k: v for k, v in merge_variant(variant).items() if k != "integer"})
-    variant["integer_hyper"] = integer_hyper(codec, calibration_inputs(codec, crops)["z"], base.integer)
-    variant["rate_prior"] = torch.from_numpy(rate_prior(merge_variant(variant), crops))
+    full = merge_variant(variant)
+    codec = LearnedCodec({k: v for k, v in full.items() if k != "integer"})
+    variant["integer_hyper"] = full["integer_hyper"] = integer_hyper(codec, calibration_inputs(codec, crops)["z"], base.integer)
+    variant["rate_prior"] = torch.from_numpy(rate_prior(full, crops))
     return variant
 
 

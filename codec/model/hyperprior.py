@@ -56,8 +56,7 @@ class VariableRateHyperprior(nn.Module):
         # bin width of z's symbols (model 16 codes round(z / 1.25)); a training setting, not part of
         # the network's configuration: the shipped bundle carries it as `z_step`
         self.z_step = 1.0
-        # y's rate in training: "noise" (uniform-noise proxy) or "ste" (rounded, straight through:
-        # the rate the coder sees); a training setting too
+        # how y's rate is counted in training (`Y_RATES`, `rate_input`); a training setting too
         self.y_rate = "noise"
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(deconv(M, N), nn.ReLU(), deconv(N, N), nn.ReLU(),
@@ -162,9 +161,8 @@ class VariableRateHyperprior(nn.Module):
                 shift, log2_ratio = shift + e_mu, log2_ratio + e_lr
             r = r - shift
         r_round = r + (torch.round(r) - r).detach()
-        r_rate = r_round if self.y_rate == "ste" else r + torch.empty_like(r).uniform_(-0.5, 0.5)
         scale = torch.exp2(log2_ratio).clamp_min(SCALE_MIN)
-        bits_y = -torch.log2(gaussian_mass(r_rate, scale).clamp_min(1e-9)).sum()
+        bits_y = -torch.log2(gaussian_mass(rate_input(r, self.y_rate), scale).clamp_min(1e-9)).sum()
         if self.residual is not None:   # from the symbols (as plainly rounded here) and coded scales
             with torch.autocast(r.device.type, enabled=False):
                 shift = shift + self.residual(torch.round(r).detach(), log2_ratio)
@@ -176,6 +174,22 @@ class VariableRateHyperprior(nn.Module):
     def _fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return layer(x.float())
+
+
+Y_RATES = ("noise", "ste", "round")
+
+
+def rate_input(r: torch.Tensor, y_rate: str) -> torch.Tensor:
+    """Where y's residuals (in steps) are read for their rate: `noise`, plus uniform noise (the
+    training proxy); `ste`, rounded with the gradient passed straight through (the rate the coder
+    sees, trainable); `round`, rounded (the rate the coder sees, for measuring)."""
+    if y_rate == "noise":
+        return r + torch.empty_like(r).uniform_(-0.5, 0.5)
+    if y_rate == "ste":
+        return r + (torch.round(r) - r).detach()
+    if y_rate == "round":
+        return torch.round(r)
+    raise ValueError(f"y_rate must be one of {', '.join(Y_RATES)}, not {y_rate!r}")
 
 
 def rdoq_symbols(r: torch.Tensor, log2_ratio: torch.Tensor) -> torch.Tensor:

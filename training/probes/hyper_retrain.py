@@ -23,27 +23,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from codec.model.hyperprior import SCALE_MIN, gaussian_mass  # noqa: E402
+from codec.model.hyperprior import SCALE_MIN, Y_RATES, gaussian_mass, rate_input  # noqa: E402
 from training.train import open_log  # noqa: E402
 from training.train_context import (cached_latents, hyper_residuals, load_backbone, resume, through_context,  # noqa: E402
                                     train_loop, training_args)
 
 
-Y_RATES = ("noise", "ste", "round")
-
-
 def total_bits(net, y: torch.Tensor, q: torch.Tensor, kmap: torch.Tensor, step: float, y_rate: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(bits of z, bits of y) of latents y at qualities q. y's residuals (in steps) are read
-    `noise`: plus uniform noise (the models' training proxy); `ste`: rounded, the gradient passed
-    straight through (the real rate, trainable); `round`: rounded (the real rate)."""
+    """(bits of z, bits of y) of latents y at qualities q, y's rate read as `rate_input` says."""
     bits_z, r, log2_ratio, _ = hyper_residuals(net, y, q, kmap, step)
     r, log2_ratio, _, _ = through_context(net, r, log2_ratio, net.slices, net.rest_slices)
-    if y_rate == "noise":
-        v = r + torch.empty_like(r).uniform_(-0.5, 0.5)
-    elif y_rate == "ste":
-        v = r + (torch.round(r) - r).detach()
-    else:
-        v = torch.round(r)
+    v = rate_input(r, y_rate)
     bits_y = -torch.log2(gaussian_mass(v, torch.exp2(log2_ratio).clamp_min(SCALE_MIN)).clamp_min(1e-9)).sum()
     return bits_z, bits_y
 

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from codec.model.hyperprior import VariableRateHyperprior  # noqa: E402
 from codec.model.zoo import read_bundle  # noqa: E402
-from training.train import load_photos, random_batch, weighted_mse  # noqa: E402
+from training.train import load_photos, random_batch, training_model, weighted_mse  # noqa: E402
 
 
 def training_loss(model: VariableRateHyperprior, photos: list, batches: int = 12) -> dict[str, float]:
@@ -53,9 +53,8 @@ def main() -> None:
     states = {cfg["init"]: {k: v.float() for k, v in read_bundle(cfg["init"])["state_dict"].items()},
               args.ckpt: torch.load(args.ckpt, weights_only=False)["model"]}
     for name, state in states.items():
-        model = VariableRateHyperprior(**cfg["model"])
+        model = training_model(cfg)
         model.load_state_dict(state)
-        model.z_step = float(cfg.get("z_step", 1.0))
         r = training_loss(model.eval(), photos)
         print(f"{name}: loss {r['loss']:.4f}, proxy {r['bpp']:.4f} bpp, PSNR-Y {r['psnr_y']:.3f} dB", flush=True)
 
