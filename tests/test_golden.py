@@ -1,11 +1,12 @@
 """Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 to 13, 2026-11-27; models 14
-to 16, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
+to 17, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
 decoder, the post-filter or the loop filter that moves one pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams each of models 10 to 16, each decoded with the model it names (models 14 to 16:
+then two streams each of models 10 to 17, each decoded with the model it names (models 14 to 16:
 `tests.conftest.sample_crop(67, 93)` at quality code 24000 (model 16's at 25000) and
-`sample_crop(192, 256)` at 40000 (model 15's at 56000)).
+`sample_crop(192, 256)` at 40000 (model 15's at 56000); model 17's at 25000 and 16000, both through
+its post-filter on 2x2 blocks).
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
 models 10 to 13 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
@@ -75,6 +76,11 @@ STREAMS = {
                               "bbd3f071e26a949c3d4807345e963fab5666651082789273ac05e4bedff59f78"),
     "v16-192x256-high.bln": (4, "105aab637246983dc3269301ab79228b484904ad952c913763842cd94fee9e97",
                              "32c30b853d0947df901ea8bf5ad5424f74ca44ba4b49fb24cbc5ef3da3cb348d"),
+    # model 17 (2026-11-29: model 16's files, a post-filter on 2x2 pixel blocks up to code 36000)
+    "v17-odd-67x93-mid.bln": (4, "e1491836d874b55e38c7527331ef0b8efbd5e5ce04e398cfc0ef9c82c75acba4",
+                              "a9c21641e8c23ecde597eb91eb82978e65332729f20ca506d2ac616b52f8ef23"),
+    "v17-192x256-low.bln": (4, "1fce3fb4feaec219208ec06621d5138d794364b06ad1e53c5f85fa768514fe76",
+                            "7d130dbbd76f10e6888e37b9b6b3c13ab49437efa1cb880f55b5a596daccbe58"),
 }
 
 
@@ -112,7 +118,8 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
 @pytest.mark.parametrize("env", [{"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},
                                  {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}],
                          ids=["sse41", "avx2"])
-@pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln"])
+@pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln",
+                                  "v17-192x256-low.bln"])
 def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
     # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
     # every partial sum is an integer below 2^24, so each must give the same pixels

@@ -1,4 +1,4 @@
-"""The learned post-filter (models 14 and 15): an integer network whose float32 sums are exact, applied to
+"""The learned post-filter (models 14, 15 and 17): an integer network whose float32 sums are exact, applied to
 the decoded luma before the loop filter, on the encoder's side (the loop filter is fitted after it)
 and the decoder's alike."""
 import numpy as np
@@ -7,16 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from codec.engine import LearnedCodec, decode_bitstream
+from codec.entropy.bitstream import Bitstream
 from codec.images import source_from_array
 from codec.integer.fixedpoint import FLOAT32_LIMIT
 from codec.integer.networks import IntegerPostFilter, ShiftConv, build_integer_postfilter, shift_conv
-from codec.model.postfilter import GAIN, PostFilter
+from codec.model.postfilter import GAIN, PostFilter, from_blocks, to_blocks
 from codec.model.quality import QMAX
 
 
-def random_postfilter(seed: int = 0, std: float = 0.1) -> PostFilter:
+def random_postfilter(seed: int = 0, std: float = 0.1, unshuffle: int = 1) -> PostFilter:
     torch.manual_seed(seed)
-    net = PostFilter()
+    net = PostFilter(unshuffle=unshuffle)
     for m in net.net:
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.normal_(m.weight, std=std)
@@ -35,19 +36,23 @@ def calibration(rng) -> list[torch.Tensor]:
 def float64_reference(pf: IntegerPostFilter, planes10: np.ndarray, q_code: int) -> np.ndarray:
     """The integer network's definition, summed in float64 (exact for these magnitudes)."""
     x = PostFilter.inputs(torch.from_numpy(planes10.astype(np.float64))[None], torch.tensor([q_code]))
+    x = to_blocks(x, pf.unshuffle)
     for layer in pf.layers:
         half = np.where(layer.shift > 0, 2.0 ** (layer.shift - 1), 0.0)
         acc = F.conv2d(x, torch.from_numpy(layer.weight.astype(np.float64)), torch.from_numpy(layer.bias + half),
                        padding=1)
         x = torch.floor(acc * torch.from_numpy(2.0 ** -layer.shift.astype(np.float64)).view(1, -1, 1, 1))
         x = x.clamp(0 if layer.relu else -layer.out_max - 1, layer.out_max)
+    x = from_blocks(x, pf.unshuffle, *planes10.shape[1:])
     return np.clip(np.round(planes10[0] + GAIN * pf.s_out * x[0, 0].numpy()), 0, 1023).astype(np.uint16)
 
 
+@pytest.mark.parametrize("unshuffle", [1, 2])
 @pytest.mark.parametrize("q_code", [0, 20000, QMAX])
-def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code):
+def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code, unshuffle):
+    """Full resolution (models 14, 15) and on 2x2 blocks (model 17), odd sizes included."""
     rng = np.random.default_rng(1)
-    pf = build_integer_postfilter(random_postfilter(), calibration(rng))
+    pf = build_integer_postfilter(random_postfilter(unshuffle=unshuffle), calibration(rng))
     assert all(layer.sum_bound() < FLOAT32_LIMIT for layer in pf.layers)
     for planes in (random_planes(rng), np.full((3, 9, 7), 1023, np.uint16), np.zeros((3, 5, 6), np.uint16),
                    np.where(rng.random((3, 17, 13)) < 0.5, 0, 1023).astype(np.uint16)):
@@ -56,11 +61,12 @@ def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_c
     assert not np.array_equal(pf.luma(planes, q_code), planes[0])     # it does change the picture
 
 
-def test_integer_post_filter_follows_the_float_one_within_a_level():
+@pytest.mark.parametrize("unshuffle", [1, 2])
+def test_integer_post_filter_follows_the_float_one_within_a_level(unshuffle):
     rng = np.random.default_rng(2)
-    net = random_postfilter(std=0.05)
+    net = random_postfilter(std=0.05, unshuffle=unshuffle)
     pf = build_integer_postfilter(net, calibration(rng))
-    planes = random_planes(rng)
+    planes = random_planes(rng, 41, 57)
     with torch.no_grad():
         ref = net(torch.from_numpy(planes.astype(np.float32))[None], torch.tensor([30000]))[0, 0].numpy()
     diff = pf.luma(planes, 30000).astype(np.int64) - np.clip(np.round(ref), 0, 1023)
@@ -77,14 +83,16 @@ def test_layers_too_wide_for_float32_are_refused_and_the_builder_narrows_the_wei
     assert all(layer.sum_bound() < FLOAT32_LIMIT for layer in pf.layers)
 
 
-def test_untrained_post_filter_changes_nothing_and_round_trips_through_its_dict():
+@pytest.mark.parametrize("unshuffle", [1, 2])
+def test_untrained_post_filter_changes_nothing_and_round_trips_through_its_dict(unshuffle):
     rng = np.random.default_rng(4)
     planes = random_planes(rng)
-    zero = build_integer_postfilter(PostFilter(), calibration(rng))
+    zero = build_integer_postfilter(PostFilter(unshuffle=unshuffle), calibration(rng))
     assert np.array_equal(zero.luma(planes, 1234), planes[0])
-    pf = build_integer_postfilter(random_postfilter(), calibration(rng))
+    pf = build_integer_postfilter(random_postfilter(unshuffle=unshuffle), calibration(rng))
     again = IntegerPostFilter.from_dict(pf.to_dict())
     assert isinstance(again.layers[0], ShiftConv) and again.s_out == pf.s_out
+    assert again.unshuffle == unshuffle and len(again.layers) == len(pf.layers)
     assert np.array_equal(again.luma(planes, 777), pf.luma(planes, 777))
 
 
@@ -155,3 +163,25 @@ def test_model_15_runs_model_14s_post_filter_up_to_32000_and_its_own_above(v14, 
     for q, same in ((32000, True), (32001, False), (QMAX, False)):
         pixels = [decode_bitstream(c.encode(c.analyze(src), q).data).pixels for c in (v14, v15)]
         assert np.array_equal(*pixels) == same, q
+
+
+def test_model_17_is_model_16_with_a_2x2_block_post_filter_up_to_36000():
+    """Model 17 sends model 16's latents byte for byte; up to code 36000 a post-filter on 2x2 pixel
+    blocks replaces models 14's and 15's (lower luma error on a crop of the bundled sample at low
+    and middle codes; at 36000 it is about even with model 15's on the held-out photos), above it
+    both run model 15's, so the pixels are model 16's."""
+    from tests.conftest import sample_crop
+    v16, v17 = LearnedCodec.load(16), LearnedCodec.load(17)
+    assert [(m, i.unshuffle) for m, _, i in v17.postfilters] == [(36000, 2), (QMAX, 1)]
+    src = source_from_array(sample_crop(128, 192))
+    source_luma = v16.analyze(src).source10[0]
+    errors, same = {}, {}
+    for q in (8000, 20000, 28000, 36000, 36001):
+        encs = [c.encode(c.analyze(src), q) for c in (v16, v17)]
+        streams = [Bitstream.unpack(e.data) for e in encs]
+        assert [(b.z_data, b.y_data) for b in streams] == [(streams[0].z_data, streams[0].y_data)] * 2
+        ys = [decode_bitstream(e.data).y10.astype(np.float64) for e in encs]
+        errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
+        same[q] = np.array_equal(*ys)
+    assert same == {8000: False, 20000: False, 28000: False, 36000: False, 36001: True}
+    assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 28000)), errors

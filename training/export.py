@@ -5,9 +5,13 @@
         --postfilter-max-code 50000
     python training/export.py checkpoints/postfilter-v15.pt resources/models/bitlens-hp-v15.pt --id 15 \
         --postfilter-below checkpoints/postfilter-v14.pt 32000
+    # model 17: on v16's pictures, the 2x2-block post-filter up to code 36000, v15's above
+    python training/export.py checkpoints/postfilter-v17-low.pt resources/models/bitlens-hp-v17.pt --id 17 \
+        --postfilter-base 16 --postfilter-max-code 36000 --postfilter-also checkpoints/postfilter-v15.pt 65535
     # a joint checkpoint trained from model 16 (z step 1.25 in its config), with 16's post-filters
-    # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step")
-    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v17.pt --id 17 \
+    # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step"; it was
+    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 18)
+    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v18.pt --id 18 \
         --extra-levels 3 4 --postfilters-of 16
 """
 from __future__ import annotations
@@ -174,15 +178,21 @@ def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, i
             for net, max_code in sorted(filters, key=lambda f: f[1])]
 
 
-def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list) -> dict:
+def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list,
+                       base: int | None = None) -> dict:
     """A shipped model plus post-filters trained on it frozen (training/postfilter.py), as a variant
     bundle: the base model's id, then `postfilter_entries_on` the base model. One filter: model
-    14's layout; several: model 15's."""
-    codec = LearnedCodec.load(filters[0][0]["base"])
-    assert all(state["base"] == codec.model_id for state, _ in filters), "post-filters of one bundle share their base model"
+    14's layout; several: model 15's. With `base`, the post-filters go on that model instead of the
+    one they were trained on (model 17: v16's pictures differ from v13's by v16's z step), replacing
+    its own."""
+    codec = LearnedCodec.load(base if base is not None else filters[0][0]["base"])
+    assert base is not None or all(state["base"] == codec.model_id for state, _ in filters), \
+        "post-filters of one bundle share their base model"
+    replaced = bool(codec.postfilters)
+    codec.postfilters, codec.postfilter_max_code = [], -1   # calibrated on the pictures before any post-filter
     entries = postfilter_entries_on(codec, [(PostFilter.from_state(state), m) for state, m in filters], crops)
     bundle = dict(base_model_id=codec.model_id, model_id=model_id, name=name)
-    if len(entries) == 1:
+    if len(entries) == 1 and not replaced:
         integer = entries[0].pop("integer")
         return dict(bundle, postfilter=entries[0], integer_postfilter=integer)
     return dict(bundle, postfilters=entries)
@@ -210,8 +220,12 @@ def main() -> None:
                     help="extrapolated quality levels below and above the trained ones")
     ap.add_argument("--postfilter-max-code", type=int, default=QMAX,
                     help="post-filter variants: the highest quality code the post-filter runs at")
-    ap.add_argument("--postfilter-below", nargs=2, action="append", default=[], metavar=("CHECKPOINT", "MAX_CODE"),
-                    help="post-filter variants: another post-filter, run at codes up to MAX_CODE (the checkpoint's above)")
+    ap.add_argument("--postfilter-also", "--postfilter-below", dest="postfilter_also", nargs=2, action="append",
+                    default=[], metavar=("CHECKPOINT", "MAX_CODE"),
+                    help="post-filter variants: another post-filter, run at codes up to MAX_CODE and above the "
+                         "next lower one's (model 15: v14's below the checkpoint's)")
+    ap.add_argument("--postfilter-base", type=int, default=None, metavar="ID",
+                    help="post-filter variants: put them on this model, replacing its own (default: the model they were trained on)")
     ap.add_argument("--z-step", type=float, default=None,
                     help="joint checkpoints: z's bin width (default: the training config's z_step, else 1)")
     ap.add_argument("--postfilters-of", type=int, default=None, metavar="ID",
@@ -224,8 +238,8 @@ def main() -> None:
         bundle = addon_variant(state, args.id, name, crops)
         full = merge_variant(bundle)
     elif "base" in state:   # training/postfilter.py: a variant whose rates are its base's
-        below = [(torch.load(c, weights_only=False), int(m)) for c, m in args.postfilter_below]
-        bundle = postfilter_variant(below + [(state, args.postfilter_max_code)], args.id, name, crops)
+        also = [(torch.load(c, weights_only=False), int(m)) for c, m in args.postfilter_also]
+        bundle = postfilter_variant(also + [(state, args.postfilter_max_code)], args.id, name, crops, args.postfilter_base)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network

@@ -1,4 +1,4 @@
-"""Train the learned post-filter (codec/model/postfilter.py) of models 14 and 15 on a frozen v13.
+"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 on a frozen v13.
 
 The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
 post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
@@ -16,6 +16,10 @@ weights into a model bundle.
     # (training/debian_photos.py --max-side 1280), every photo also at half size
     python training/postfilter.py --minutes 35 --per-code --extra ../shared/data/debian-photos --half-scale 1 \
         --save checkpoints/postfilter-v15.pt
+    # model 17: 4 layers of 32 channels on 2x2 pixel blocks, the codes up to 36000 (v15's set of photos)
+    python training/postfilter.py --minutes 35 --per-code --codes 8000 14000 20000 28000 36000 \
+        --eval-codes 8000 14000 20000 28000 32000 36000 44000 --extra ../shared/data/debian-photos \
+        --half-scale 1 --channels 32 --layers 4 --unshuffle 2 --save checkpoints/postfilter-v17-low.pt
     # a saved post-filter at other codes
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
 
@@ -146,6 +150,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=35)
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--unshuffle", type=int, default=1,
+                    help="run the convolutions on r x r pixel blocks at 1/r resolution (model 17: 2)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -179,8 +185,9 @@ def main() -> None:
     plain = {q: np.mean([((recs[i][0].astype(np.float64) - ref[0]) ** 2).mean() for ref, recs in train])
              for i, q in enumerate(codes)}
     print("plain luma MSE per code: " + ", ".join(f"{q}: {v:.2f}" for q, v in plain.items()), flush=True)
-    net = PostFilter(args.channels, args.layers)
-    print(f"{args.layers} layers x {args.channels} channels: {net.macs_per_pixel()} multiply-adds per pixel", flush=True)
+    net = PostFilter(args.channels, args.layers, args.unshuffle)
+    print(f"{args.layers} layers x {args.channels} channels on {args.unshuffle}x{args.unshuffle} blocks: "
+          f"{net.macs_per_pixel()} multiply-adds per pixel", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(0)
     t0, step, seconds = time.perf_counter(), 0, args.minutes * 60
@@ -206,11 +213,18 @@ def main() -> None:
         if step % 500 == 0:
             print(f"step {step} {elapsed / 60:.1f} min: luma MSE x {np.mean(running):.4f} of the plain reconstruction", flush=True)
             running = []
-    if args.save:   # for training/export.py
-        torch.save({"base": args.base, "config": net.config, "state_dict": net.state_dict(), "step": step,
-                    "seconds": time.perf_counter() - t0, "args": vars(args)}, args.save)
+        if args.save and step % 5000 == 0:   # a stopped run leaves usable weights
+            save(net, step, time.perf_counter() - t0, args)
+    if args.save:
+        save(net, step, time.perf_counter() - t0, args)
     print(f"\n{step} steps", flush=True)
     evaluate(net, test, eval_codes)
+
+
+def save(net: PostFilter, step: int, seconds: float, args: argparse.Namespace) -> None:
+    """The weights and how they were made, for training/export.py."""
+    torch.save({"base": args.base, "config": net.config, "state_dict": net.state_dict(), "step": step,
+                "seconds": seconds, "args": vars(args)}, args.save)
 
 
 def evaluate(net: PostFilter, test, codes) -> None:

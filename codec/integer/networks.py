@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.context import LR_BITS, SYMBOL_CLIP
-from ..model.postfilter import GAIN, IN_BITS, PostFilter
+from ..model.postfilter import GAIN, IN_BITS, PostFilter, from_blocks, to_blocks
 from .fixedpoint import ACT_BITS, FLOAT32_LIMIT, IntLayer, layers_from_dict, layers_to_dict, pow2_scale, quantize_layer
 from .rounding import round_transposed_conv
 
@@ -308,32 +308,35 @@ class IntegerPostFilter:
 
     layers: list[ShiftConv]
     s_out: float
+    unshuffle: int = 1    # the float network's r x r blocks (v17), 1: full resolution
 
     @torch.inference_mode()
     def luma(self, planes10: np.ndarray, q_code: int, device: str = "cpu") -> np.ndarray:
         """Corrected 10-bit luma (H, W) from the decoded 10-bit planes (3, H, W)."""
         x = PostFilter.inputs(torch.from_numpy(planes10.astype(np.float32))[None], torch.tensor([q_code]))
-        x = x.to(device).contiguous(memory_format=torch.channels_last)   # oneDNN: 3-5x faster than NCHW here
+        x = to_blocks(x.to(device), self.unshuffle).contiguous(memory_format=torch.channels_last)   # oneDNN: 3-5x faster than NCHW here
         for layer in self.layers:
             x = layer.forward(x)
-        out = x[0, 0].cpu().numpy().astype(np.float64)
+        out = from_blocks(x, self.unshuffle, *planes10.shape[1:])[0, 0].cpu().numpy().astype(np.float64)
         return np.clip(np.round(planes10[0] + GAIN * self.s_out * out), 0, 1023).astype(np.uint16)
 
     def to_dict(self) -> dict:
-        return {"scales": torch.tensor([self.s_out], dtype=torch.float64),
+        blocks = {"unshuffle": torch.tensor([self.unshuffle])} if self.unshuffle > 1 else {}
+        return {"scales": torch.tensor([self.s_out], dtype=torch.float64), **blocks,
                 **{k: v for i, layer in enumerate(self.layers) for k, v in layer.to_dict(f"{i}.").items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> "IntegerPostFilter":
-        n = len({k.split(".")[0] for k in d if k != "scales"})
-        return cls([ShiftConv.from_dict(d, f"{i}.") for i in range(n)], float(d["scales"][0]))
+        n = len({k.split(".")[0] for k in d if k not in ("scales", "unshuffle")})
+        return cls([ShiftConv.from_dict(d, f"{i}.") for i in range(n)], float(d["scales"][0]),
+                   int(d["unshuffle"][0]) if "unshuffle" in d else 1)
 
 
 def build_integer_postfilter(net: PostFilter, inputs: list[torch.Tensor], act_bits: int = 11) -> IntegerPostFilter:
     """Quantize a post-filter from calibration inputs (`PostFilter.inputs` tensors, integers):
     `act_bits` activations (power-of-two scales from the calibrated ranges; 16 bits for the output)
     and, per layer, the widest weights (at most 16 bits) whose sums float32 holds exactly."""
-    maxima = calibrate(net.net, [x.float() * 2.0 ** -IN_BITS for x in inputs])
+    maxima = calibrate(net.net, [to_blocks(x.float() * 2.0 ** -IN_BITS, net.unshuffle) for x in inputs])
     convs = conv_layers(net.net)
     s_in, in_max, layers = 2.0 ** -IN_BITS, (1 << IN_BITS) - 1, []
     for i, (m, relu) in enumerate(convs):
@@ -348,4 +351,4 @@ def build_integer_postfilter(net: PostFilter, inputs: list[torch.Tensor], act_bi
         else:
             raise ValueError("no weight width keeps the post-filter's sums exact in float32")
         s_in, in_max = s_out, out_max
-    return IntegerPostFilter(layers, s_in)
+    return IntegerPostFilter(layers, s_in, net.unshuffle)
