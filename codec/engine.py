@@ -137,6 +137,9 @@ def loop_filters(bs: Bitstream) -> tuple[list[np.ndarray], list[int]] | None:
     return loopfilter.unpack(bs.filter_data, bs.planes, bs.version) if bs.filter_data is not None else None
 
 
+POSTFILTER_KEYS = ("postfilters", "postfilter", "integer_postfilter")   # where a bundle keeps them
+
+
 def postfilter_entries(bundle: dict) -> list[dict]:
     """A bundle's post-filters, by rising `max_code`: model 15's list ("postfilters", each with its
     integer form), or model 14's single one ("postfilter" and "integer_postfilter")."""
@@ -220,7 +223,6 @@ class LearnedCodec:
         # trained at every rate above it); above the last, none (model 14's lowers PSNR-Y there)
         self.postfilters = [(int(e.get("max_code", QMAX)), PostFilter.from_state(e), IntegerPostFilter.from_dict(e["integer"]))
                             for e in postfilter_entries(bundle)]
-        self.postfilter_max_code = self.postfilters[-1][0] if self.postfilters else -1
         self.z_table = FreqTable.from_dict({k: v.numpy() for k, v in bundle.items() if k.startswith("z_")}, "z")
         # the integer layers' int8 weights packed at load (about 0.1 s), not in the first decode
         for layer in ((self.integer.layers() if self.integer else []) + (self.context.layers if self.context else [])
@@ -622,6 +624,11 @@ class LearnedCodec:
                 plane = to_10bit(planes[i])
                 planes[i] = loopfilter.apply(plane, c, loopfilter.classify(plane, len(c)), clip) / 1023.0
         return planes.transpose(1, 2, 0).astype(np.float64)
+
+    @property
+    def postfilter_max_code(self) -> int:
+        """The highest quality code a post-filter runs at; -1: none."""
+        return self.postfilters[-1][0] if self.postfilters else -1
 
     def postfilter_for(self, q_code: int) -> tuple[PostFilter, IntegerPostFilter] | None:
         """The post-filter (float and integer form) that runs at this quality code; None: none."""

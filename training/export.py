@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from codec.engine import LearnedCodec, anchor_cells, postfilter_entries  # noqa: E402
+from codec.engine import POSTFILTER_KEYS, LearnedCodec, anchor_cells, postfilter_entries  # noqa: E402
 from codec.images import load_image  # noqa: E402
 from codec.integer.fixedpoint import layers_to_dict  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
@@ -185,11 +185,13 @@ def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str
     14's layout; several: model 15's. With `base`, the post-filters go on that model instead of the
     one they were trained on (model 17: v16's pictures differ from v13's by v16's z step), replacing
     its own."""
-    codec = LearnedCodec.load(base if base is not None else filters[0][0]["base"])
+    base_bundle = load_bundle(base if base is not None else filters[0][0]["base"])
+    replaced = any(k in base_bundle for k in POSTFILTER_KEYS)
+    # calibrated on the base's pictures before any post-filter, by a codec of its own (loaded
+    # codecs are shared within a process)
+    codec = LearnedCodec({k: v for k, v in base_bundle.items() if k not in POSTFILTER_KEYS})
     assert base is not None or all(state["base"] == codec.model_id for state, _ in filters), \
         "post-filters of one bundle share their base model"
-    replaced = bool(codec.postfilters)
-    codec.postfilters, codec.postfilter_max_code = [], -1   # calibrated on the pictures before any post-filter
     entries = postfilter_entries_on(codec, [(PostFilter.from_state(state), m) for state, m in filters], crops)
     bundle = dict(base_model_id=codec.model_id, model_id=model_id, name=name)
     if len(entries) == 1 and not replaced:
