@@ -1,12 +1,12 @@
 """Bitstreams written by an earlier Bitlens (model 8, 2026-11-26; models 10 to 13, 2026-11-27; models 14
-to 17, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
+to 19, 2026-11-29) must keep decoding to the same pixels: any change to the integer kernels, the entropy
 decoder, the post-filter or the loop filter that moves one pixel fails here. The files are in tests/data/golden/: crops of the bundled sample photo encoded
 at commit 0c73f4c (version 3: one per loop-filter layout, a grayscale one, one without the filter)
 and two version-4 streams (clipped filters in layouts 1 and 2) from the commit that introduced them,
-then two streams each of models 10 to 17, each decoded with the model it names (models 14 to 16:
+then two streams each of models 10 to 19, each decoded with the model it names (models 14 to 16:
 `tests.conftest.sample_crop(67, 93)` at quality code 24000 (model 16's at 25000) and
 `sample_crop(192, 256)` at 40000 (model 15's at 56000); model 17's at 25000 and 16000, both through
-its post-filter on 2x2 blocks).
+its post-filter on 2x2 blocks; model 18's at 44000 and 56000, through the one above 36000; model 19's at 25000 and 16000).
 The integer8 hashes are those of the 8-bit decoder with its 16-bit output layer (2026-11-26), for
 models 10 to 13 (the same synthesis) with 8 bits in every layer, rounded by GPTQ (2026-11-27)."""
 import os
@@ -81,6 +81,16 @@ STREAMS = {
                               "a9c21641e8c23ecde597eb91eb82978e65332729f20ca506d2ac616b52f8ef23"),
     "v17-192x256-low.bln": (4, "1fce3fb4feaec219208ec06621d5138d794364b06ad1e53c5f85fa768514fe76",
                             "7d130dbbd76f10e6888e37b9b6b3c13ab49437efa1cb880f55b5a596daccbe58"),
+    # model 18 (2026-11-29: model 17 with a post-filter on 2x2 pixel blocks above code 36000 too)
+    "v18-odd-67x93-high.bln": (4, "1b7ea10df93954223f99877805cda705d58e1ba7b0c09f162a5a865ff5d72b4c",
+                               "3a471d751de5bf8b25f57ffd400f4afe70aabdd0506c4b4881d832dcf2924bd7"),
+    "v18-192x256-high.bln": (4, "4306894533cdce0c2273cd58d7d97b0349ba2d9208c6b3f9173b1133e72ea75d",
+                             "73e5a79d001b086ba1035e94f9d7ef9236877c8afafce491563e54da9746e3f5"),
+    # model 19 (2026-11-29: model 18 with a 5-layer post-filter on 2x2 blocks up to code 36000)
+    "v19-odd-67x93-mid.bln": (4, "96221dcfff8fb846683db232f780442884db7f38523411d995dde89f35991a59",
+                              "18cb0131ec0c277ec25f5ab76702536e14f78492b79fb7e104c9a89414bd6302"),
+    "v19-192x256-low.bln": (4, "098cfcb4a41e7fe06e3173c40e8832303385f1debeeb82be4440804fc9832edd",
+                            "09255951ab3b6b13afecbcfa5c653ab149fe42ae7c8cbfd40bdafaa8ba32097c"),
 }
 
 
@@ -119,7 +129,8 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
                                  {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}],
                          ids=["sse41", "avx2"])
 @pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln",
-                                  "v17-192x256-low.bln"])
+                                  "v17-192x256-low.bln", "v18-192x256-high.bln",
+                                  "v19-192x256-low.bln"])
 def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
     # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
     # every partial sum is an integer below 2^24, so each must give the same pixels

@@ -1,4 +1,4 @@
-"""The learned post-filter (models 14, 15 and 17): an integer network whose float32 sums are exact, applied to
+"""The learned post-filter (models 14, 15 and 17 to 19): an integer network whose float32 sums are exact, applied to
 the decoded luma before the loop filter, on the encoder's side (the loop filter is fitted after it)
 and the decoder's alike."""
 import numpy as np
@@ -184,4 +184,46 @@ def test_model_17_is_model_16_with_a_2x2_block_post_filter_up_to_36000():
         errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
         same[q] = np.array_equal(*ys)
     assert same == {8000: False, 20000: False, 28000: False, 36000: False, 36001: True}
+    assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 28000)), errors
+
+
+def test_model_18_is_model_17_with_a_2x2_block_post_filter_above_36000_too():
+    """Model 18 sends model 17's files and decodes them to model 17's pixels up to code 36000;
+    above it a post-filter on 2x2 blocks trained at codes 36000-65535 replaces model 15's and
+    lowers the luma error on a crop of the bundled sample."""
+    from tests.conftest import sample_crop
+    v17, v18 = LearnedCodec.load(17), LearnedCodec.load(18)
+    assert [(m, i.unshuffle) for m, _, i in v18.postfilters] == [(36000, 2), (QMAX, 2)]
+    src = source_from_array(sample_crop(128, 192))
+    source_luma = v17.analyze(src).source10[0]
+    errors, same = {}, {}
+    for q in (36000, 36001, 48000, 60000):
+        encs = [c.encode(c.analyze(src), q) for c in (v17, v18)]
+        streams = [Bitstream.unpack(e.data) for e in encs]
+        assert [(b.z_data, b.y_data) for b in streams] == [(streams[0].z_data, streams[0].y_data)] * 2
+        ys = [decode_bitstream(e.data).y10.astype(np.float64) for e in encs]
+        errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
+        same[q] = np.array_equal(*ys)
+    assert same == {36000: True, 36001: False, 48000: False, 60000: False}
+    assert all(errors[q][1] < errors[q][0] for q in (48000, 60000)), errors
+
+
+def test_model_19_is_model_18_with_a_5_layer_post_filter_up_to_36000():
+    """Model 19 sends model 18's files; up to code 36000 a 5-layer post-filter on 2x2 blocks
+    (model 17's grown by one layer and trained on) lowers the luma error on a crop of the bundled
+    sample, above it the pixels are model 18's."""
+    from tests.conftest import sample_crop
+    v18, v19 = LearnedCodec.load(18), LearnedCodec.load(19)
+    assert [(m, i.unshuffle, len(i.layers)) for m, _, i in v19.postfilters] == [(36000, 2, 5), (QMAX, 2, 4)]
+    src = source_from_array(sample_crop(128, 192))
+    source_luma = v18.analyze(src).source10[0]
+    errors, same = {}, {}
+    for q in (8000, 20000, 28000, 36001):
+        encs = [c.encode(c.analyze(src), q) for c in (v18, v19)]
+        streams = [Bitstream.unpack(e.data) for e in encs]
+        assert [(b.z_data, b.y_data) for b in streams] == [(streams[0].z_data, streams[0].y_data)] * 2
+        ys = [decode_bitstream(e.data).y10.astype(np.float64) for e in encs]
+        errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
+        same[q] = np.array_equal(*ys)
+    assert same == {8000: False, 20000: False, 28000: False, 36001: True}
     assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 28000)), errors

@@ -1,4 +1,4 @@
-"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 on a frozen v13.
+"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 19 on a frozen v13.
 
 The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
 post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
@@ -20,6 +20,15 @@ weights into a model bundle.
     python training/postfilter.py --minutes 35 --per-code --codes 8000 14000 20000 28000 36000 \
         --eval-codes 8000 14000 20000 28000 32000 36000 44000 --extra ../shared/data/debian-photos \
         --half-scale 1 --channels 32 --layers 4 --unshuffle 2 --save checkpoints/postfilter-v17-low.pt
+    # model 18, above 36000: the same network at the codes 36000-65535 (30 minutes)
+    python training/postfilter.py --minutes 30 --per-code --codes 36000 44000 50000 54000 58000 62000 65535 \
+        --eval-codes 40000 44000 50000 54000 58000 62000 65535 --extra ../shared/data/debian-photos \
+        --half-scale 1 --channels 32 --layers 4 --unshuffle 2 --save checkpoints/postfilter-v18-high.pt
+    # model 19, up to 36000: model 17's grown by a fifth (identity) layer and trained on
+    python training/postfilter.py --minutes 35 --per-code --codes 8000 14000 20000 28000 36000 \
+        --eval-codes 8000 14000 20000 28000 32000 36000 44000 --extra ../shared/data/debian-photos \
+        --half-scale 1 --channels 32 --layers 5 --unshuffle 2 --init checkpoints/postfilter-v17-low.pt \
+        --lr 3e-4 --save checkpoints/postfilter-v19-low5.pt
     # a saved post-filter at other codes
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
 
@@ -109,13 +118,15 @@ def per_photo_cache(photos: list[tuple[str, int]], codes, cache: str | None,
     return out
 
 
-def batches(data, codes, size: int, patch: int, rng: np.random.Generator):
+def batches(data, codes, size: int, patch: int, rng: np.random.Generator, align: int = 1):
+    """Random (reconstruction, original luma, code) patches, flipped half the time; with `align`,
+    patches start on that grid (16: the synthesis transform's, whose artefacts sit on it)."""
     while True:
         recs, refs, qs = [], [], []
         for _ in range(size):
             ref, rec = data[rng.integers(len(data))]
             i = rng.integers(len(codes))
-            y0, x0 = rng.integers(ref.shape[1] - patch), rng.integers(ref.shape[2] - patch)
+            y0, x0 = (rng.integers((n - patch) // align) * align for n in ref.shape[1:])
             r, t = rec[i][:, y0:y0 + patch, x0:x0 + patch], ref[:1, y0:y0 + patch, x0:x0 + patch]
             if rng.random() < 0.5:
                 r, t = r[:, :, ::-1], t[:, :, ::-1]
@@ -154,6 +165,7 @@ def main() -> None:
                     help="run the convolutions on r x r pixel blocks at 1/r resolution (model 17: 2)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--align", type=int, default=1, help="patches start on this pixel grid (16: the latents')")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--extra", nargs="*", default=[], help="more folders of training photos (never Kodak)")
     ap.add_argument("--half-scale", type=int, choices=(0, 1), default=0,
@@ -162,6 +174,8 @@ def main() -> None:
     ap.add_argument("--save", default=None)
     ap.add_argument("--per-code", action="store_true",
                     help="weight each patch's error by 1 / its code's mean plain error (every rate counts alike)")
+    ap.add_argument("--init", default=None,
+                    help="start from these saved weights (as many channels; identity layers added where --layers is larger)")
     ap.add_argument("--load", default=None, help="evaluate these saved weights instead of training")
     ap.add_argument("--codes", type=int, nargs="+", default=list(CODES),
                     help="quality codes trained on (model 14: %s)" % " ".join(map(str, CODES_V14)))
@@ -186,13 +200,15 @@ def main() -> None:
              for i, q in enumerate(codes)}
     print("plain luma MSE per code: " + ", ".join(f"{q}: {v:.2f}" for q, v in plain.items()), flush=True)
     net = PostFilter(args.channels, args.layers, args.unshuffle)
+    if args.init:
+        grow_from(net, PostFilter.from_state(torch.load(args.init, weights_only=False)))
     print(f"{args.layers} layers x {args.channels} channels on {args.unshuffle}x{args.unshuffle} blocks: "
           f"{net.macs_per_pixel()} multiply-adds per pixel", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(0)
     t0, step, seconds = time.perf_counter(), 0, args.minutes * 60
     running = []
-    for rec, ref, q in batches(train, codes, args.batch, args.patch, rng):
+    for rec, ref, q in batches(train, codes, args.batch, args.patch, rng, args.align):
         elapsed = time.perf_counter() - t0
         if elapsed > seconds:
             break
@@ -219,6 +235,24 @@ def main() -> None:
         save(net, step, time.perf_counter() - t0, args)
     print(f"\n{step} steps", flush=True)
     evaluate(net, test, eval_codes)
+
+
+def grow_from(net: PostFilter, old: PostFilter) -> None:
+    """Start `net` as `old` exactly: its layers, and identity layers (a Dirac kernel, whose ReLU
+    passes the non-negative activations unchanged) before its last one where `net` has more."""
+    new_convs = [m for m in net.net if isinstance(m, torch.nn.Conv2d)]
+    old_convs = [m for m in old.net if isinstance(m, torch.nn.Conv2d)]
+    if old.config["channels"] != net.config["channels"] or old.unshuffle != net.unshuffle or len(old_convs) > len(new_convs):
+        raise SystemExit("--init: the saved post-filter has other channels or blocks, or more layers")
+    sources = old_convs[:-1] + [None] * (len(new_convs) - len(old_convs)) + old_convs[-1:]
+    with torch.no_grad():
+        for m, src in zip(new_convs, sources):
+            if src is None:
+                torch.nn.init.dirac_(m.weight)
+                m.bias.zero_()
+            else:
+                m.weight.copy_(src.weight)
+                m.bias.copy_(src.bias)
 
 
 def save(net: PostFilter, step: int, seconds: float, args: argparse.Namespace) -> None:

@@ -7,5 +7,6 @@ MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp
                           8: "bitlens-hp-v8", 10: "bitlens-hp-v10", 11: "bitlens-hp-v11",
                           12: "bitlens-hp-v12", 13: "bitlens-hp-v13",
                           14: "bitlens-hp-v14", 15: "bitlens-hp-v15", 16: "bitlens-hp-v16",
-                          17: "bitlens-hp-v17"}   # v9: trained, not shipped
-DEFAULT_MODEL_ID = 17
+                          17: "bitlens-hp-v17", 18: "bitlens-hp-v18",
+                          19: "bitlens-hp-v19"}   # v9: trained, not shipped
+DEFAULT_MODEL_ID = 19
