@@ -165,24 +165,48 @@ def test_model_15_runs_model_14s_post_filter_up_to_32000_and_its_own_above(v14, 
         assert np.array_equal(*pixels) == same, q
 
 
-def test_model_17_is_model_16_with_a_2x2_block_post_filter_up_to_36000():
-    """Model 17 sends model 16's latents byte for byte; up to code 36000 a post-filter on 2x2 pixel
-    blocks replaces models 14's and 15's (lower luma error on a crop of the bundled sample at low
-    and middle codes; at 36000 it is about even with model 15's on the held-out photos), above it
-    both run model 15's, so the pixels are model 16's."""
+def test_a_post_filter_grown_by_identity_layers_starts_as_the_one_it_grew_from():
+    """training/postfilter.py --init (model 19: model 17's network and a fifth layer): the grown
+    network gives the saved one's output exactly, and refuses a network it cannot contain."""
+    from training.postfilter import grow_from
+    old = random_postfilter(seed=3, unshuffle=2)
+    torch.nn.init.normal_(old.net[-1].weight, std=0.1)    # a last layer that does something
+    grown = PostFilter(channels=16, layers=5, unshuffle=2)
+    grow_from(grown, old)
+    x = torch.from_numpy(random_planes(np.random.default_rng(0), 41, 57).astype(np.float32))[None]
+    q = torch.tensor([20000.0])
+    with torch.no_grad():
+        assert not torch.equal(old(x, q), x[:, :1])
+        assert torch.equal(grown(x, q), old(x, q))
+    with pytest.raises(SystemExit, match="other channels"):
+        grow_from(PostFilter(channels=32, layers=5, unshuffle=2), old)
+
+
+def same_files_other_pixels(old_id: int, new_id: int, codes) -> tuple[dict, dict]:
+    """Encode a crop of the bundled sample with two models that send the same latents (checked,
+    byte for byte) at each code: {code: [luma squared error of old, of new]}, {code: same pixels}."""
     from tests.conftest import sample_crop
-    v16, v17 = LearnedCodec.load(16), LearnedCodec.load(17)
-    assert [(m, i.unshuffle) for m, _, i in v17.postfilters] == [(36000, 2), (QMAX, 1)]
+    old, new = LearnedCodec.load(old_id), LearnedCodec.load(new_id)
     src = source_from_array(sample_crop(128, 192))
-    source_luma = v16.analyze(src).source10[0]
+    source_luma = old.analyze(src).source10[0]
     errors, same = {}, {}
-    for q in (8000, 20000, 28000, 36000, 36001):
-        encs = [c.encode(c.analyze(src), q) for c in (v16, v17)]
+    for q in codes:
+        encs = [c.encode(c.analyze(src), q) for c in (old, new)]
         streams = [Bitstream.unpack(e.data) for e in encs]
         assert [(b.z_data, b.y_data) for b in streams] == [(streams[0].z_data, streams[0].y_data)] * 2
         ys = [decode_bitstream(e.data).y10.astype(np.float64) for e in encs]
         errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
         same[q] = np.array_equal(*ys)
+    return errors, same
+
+
+def test_model_17_is_model_16_with_a_2x2_block_post_filter_up_to_36000():
+    """Model 17 sends model 16's latents byte for byte; up to code 36000 a post-filter on 2x2 pixel
+    blocks replaces models 14's and 15's (lower luma error on a crop of the bundled sample at low
+    and middle codes; at 36000 it is about even with model 15's on the held-out photos), above it
+    both run model 15's, so the pixels are model 16's."""
+    assert [(m, i.unshuffle) for m, _, i in LearnedCodec.load(17).postfilters] == [(36000, 2), (QMAX, 1)]
+    errors, same = same_files_other_pixels(16, 17, (8000, 20000, 28000, 36000, 36001))
     assert same == {8000: False, 20000: False, 28000: False, 36000: False, 36001: True}
     assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 28000)), errors
 
@@ -191,19 +215,8 @@ def test_model_18_is_model_17_with_a_2x2_block_post_filter_above_36000_too():
     """Model 18 sends model 17's files and decodes them to model 17's pixels up to code 36000;
     above it a post-filter on 2x2 blocks trained at codes 36000-65535 replaces model 15's and
     lowers the luma error on a crop of the bundled sample."""
-    from tests.conftest import sample_crop
-    v17, v18 = LearnedCodec.load(17), LearnedCodec.load(18)
-    assert [(m, i.unshuffle) for m, _, i in v18.postfilters] == [(36000, 2), (QMAX, 2)]
-    src = source_from_array(sample_crop(128, 192))
-    source_luma = v17.analyze(src).source10[0]
-    errors, same = {}, {}
-    for q in (36000, 36001, 48000, 60000):
-        encs = [c.encode(c.analyze(src), q) for c in (v17, v18)]
-        streams = [Bitstream.unpack(e.data) for e in encs]
-        assert [(b.z_data, b.y_data) for b in streams] == [(streams[0].z_data, streams[0].y_data)] * 2
-        ys = [decode_bitstream(e.data).y10.astype(np.float64) for e in encs]
-        errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
-        same[q] = np.array_equal(*ys)
+    assert [(m, i.unshuffle) for m, _, i in LearnedCodec.load(18).postfilters] == [(36000, 2), (QMAX, 2)]
+    errors, same = same_files_other_pixels(17, 18, (36000, 36001, 48000, 60000))
     assert same == {36000: True, 36001: False, 48000: False, 60000: False}
     assert all(errors[q][1] < errors[q][0] for q in (48000, 60000)), errors
 
@@ -212,18 +225,8 @@ def test_model_19_is_model_18_with_a_5_layer_post_filter_up_to_36000():
     """Model 19 sends model 18's files; up to code 36000 a 5-layer post-filter on 2x2 blocks
     (model 17's grown by one layer and trained on) lowers the luma error on a crop of the bundled
     sample, above it the pixels are model 18's."""
-    from tests.conftest import sample_crop
-    v18, v19 = LearnedCodec.load(18), LearnedCodec.load(19)
-    assert [(m, i.unshuffle, len(i.layers)) for m, _, i in v19.postfilters] == [(36000, 2, 5), (QMAX, 2, 4)]
-    src = source_from_array(sample_crop(128, 192))
-    source_luma = v18.analyze(src).source10[0]
-    errors, same = {}, {}
-    for q in (8000, 20000, 28000, 36001):
-        encs = [c.encode(c.analyze(src), q) for c in (v18, v19)]
-        streams = [Bitstream.unpack(e.data) for e in encs]
-        assert [(b.z_data, b.y_data) for b in streams] == [(streams[0].z_data, streams[0].y_data)] * 2
-        ys = [decode_bitstream(e.data).y10.astype(np.float64) for e in encs]
-        errors[q] = [((y - source_luma) ** 2).mean() for y in ys]
-        same[q] = np.array_equal(*ys)
+    assert ([(m, i.unshuffle, len(i.layers)) for m, _, i in LearnedCodec.load(19).postfilters]
+            == [(36000, 2, 5), (QMAX, 2, 4)])
+    errors, same = same_files_other_pixels(18, 19, (8000, 20000, 28000, 36001))
     assert same == {8000: False, 20000: False, 28000: False, 36001: True}
     assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 28000)), errors
