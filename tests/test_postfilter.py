@@ -18,9 +18,8 @@ from codec.model.quality import QMAX
 def random_postfilter(seed: int = 0, std: float = 0.1, unshuffle: int = 1) -> PostFilter:
     torch.manual_seed(seed)
     net = PostFilter(unshuffle=unshuffle)
-    for m in net.net:
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.normal_(m.weight, std=std)
+    for m in net.convs():
+        torch.nn.init.normal_(m.weight, std=std)
     return net
 
 

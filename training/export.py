@@ -8,10 +8,13 @@
     # model 17: on v16's pictures, the 2x2-block post-filter up to code 36000, v15's above
     python training/export.py checkpoints/postfilter-v17-low.pt resources/models/bitlens-hp-v17.pt --id 17 \
         --postfilter-base 16 --postfilter-max-code 36000 --postfilter-also checkpoints/postfilter-v15.pt 65535
+    # model 19: v16's pictures, the 5-layer 2x2-block post-filter up to 36000, model 18's above it
+    python training/export.py checkpoints/postfilter-v19-low5.pt resources/models/bitlens-hp-v19.pt --id 19 \
+        --postfilter-base 16 --postfilter-max-code 36000 --postfilter-also checkpoints/postfilter-v18-high.pt 65535
     # a joint checkpoint trained from model 16 (z step 1.25 in its config), with 16's post-filters
     # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step"; it was
-    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 18)
-    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v18.pt --id 18 \
+    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 20)
+    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v20.pt --id 20 \
         --extra-levels 3 4 --postfilters-of 16
 """
 from __future__ import annotations

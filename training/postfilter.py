@@ -240,8 +240,7 @@ def main() -> None:
 def grow_from(net: PostFilter, old: PostFilter) -> None:
     """Start `net` as `old` exactly: its layers, and identity layers (a Dirac kernel, whose ReLU
     passes the non-negative activations unchanged) before its last one where `net` has more."""
-    new_convs = [m for m in net.net if isinstance(m, torch.nn.Conv2d)]
-    old_convs = [m for m in old.net if isinstance(m, torch.nn.Conv2d)]
+    new_convs, old_convs = net.convs(), old.convs()
     if old.config["channels"] != net.config["channels"] or old.unshuffle != net.unshuffle or len(old_convs) > len(new_convs):
         raise SystemExit("--init: the saved post-filter has other channels or blocks, or more layers")
     sources = old_convs[:-1] + [None] * (len(new_convs) - len(old_convs)) + old_convs[-1:]

@@ -76,5 +76,9 @@ class PostFilter(nn.Module):
         net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
         return net.eval()
 
+    def convs(self) -> list[nn.Conv2d]:
+        """The network's convolutions, first to last."""
+        return [m for m in self.net if isinstance(m, nn.Conv2d)]
+
     def macs_per_pixel(self) -> int:
-        return sum(m.weight.numel() for m in self.net if isinstance(m, nn.Conv2d)) // self.unshuffle ** 2
+        return sum(m.weight.numel() for m in self.convs()) // self.unshuffle ** 2
