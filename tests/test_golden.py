@@ -91,6 +91,12 @@ STREAMS = {
                               "18cb0131ec0c277ec25f5ab76702536e14f78492b79fb7e104c9a89414bd6302"),
     "v19-192x256-low.bln": (4, "098cfcb4a41e7fe06e3173c40e8832303385f1debeeb82be4440804fc9832edd",
                             "09255951ab3b6b13afecbcfa5c653ab149fe42ae7c8cbfd40bdafaa8ba32097c"),
+    # model 20 (2026-11-29: model 19 with a 5-layer post-filter above code 36000, both post-filters'
+    # integer weights in two pieces): one crop for each post-filter
+    "v20-odd-67x93-mid.bln": (4, "b3fcae640182ce57a4073f9eab41e2c76757f92fa733f23faf951b291a7e2c6e",
+                              "13ee9f329e8261d98a486244b8b68c3804eb18821ab9d4692b74bf2bbf22eef3"),
+    "v20-192x256-high.bln": (4, "ba7ff878f1a09154111b54396dea0a63c5da8ed38032b0cbf92e84863a9d6a19",
+                             "4fee01fcc3087ef90deb7c356703237be4dc85bed1aab8ba86537c3e5a1c19bf"),
 }
 
 
@@ -130,10 +136,11 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
                          ids=["sse41", "avx2"])
 @pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln",
                                   "v17-192x256-low.bln", "v18-192x256-high.bln",
-                                  "v19-192x256-low.bln"])
+                                  "v19-192x256-low.bln", "v20-192x256-high.bln"])
 def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
     # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
-    # every partial sum is an integer below 2^24, so each must give the same pixels
+    # every partial sum is an integer below 2^24 (model 20: in each weight piece), so each must give
+    # the same pixels
     script = ("import sys; from codec.devices import pixel_sha256; from codec.engine import decode_bitstream; "
               "print(pixel_sha256(decode_bitstream(open(sys.argv[1], 'rb').read()).pixels))")
     out = subprocess.run([sys.executable, "-c", script, str(GOLDEN / name)], env=dict(os.environ, OMP_NUM_THREADS="1", **env),

@@ -15,9 +15,9 @@ from codec.model.postfilter import GAIN, PostFilter, from_blocks, to_blocks
 from codec.model.quality import QMAX
 
 
-def random_postfilter(seed: int = 0, std: float = 0.1, unshuffle: int = 1) -> PostFilter:
+def random_postfilter(seed: int = 0, std: float = 0.1, unshuffle: int = 1, **shape) -> PostFilter:
     torch.manual_seed(seed)
-    net = PostFilter(unshuffle=unshuffle)
+    net = PostFilter(unshuffle=unshuffle, **shape)
     for m in net.convs():
         torch.nn.init.normal_(m.weight, std=std)
     return net
@@ -46,13 +46,15 @@ def float64_reference(pf: IntegerPostFilter, planes10: np.ndarray, q_code: int) 
     return np.clip(np.round(planes10[0] + GAIN * pf.s_out * x[0, 0].numpy()), 0, 1023).astype(np.uint16)
 
 
-@pytest.mark.parametrize("unshuffle", [1, 2])
+@pytest.mark.parametrize("unshuffle,two_pieces", [(1, ()), (2, ()), (2, (0, 2))])
 @pytest.mark.parametrize("q_code", [0, 20000, QMAX])
-def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code, unshuffle):
-    """Full resolution (models 14, 15) and on 2x2 blocks (model 17), odd sizes included."""
+def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code, unshuffle, two_pieces):
+    """Full resolution (models 14, 15), on 2x2 blocks (model 17) and with two-piece weights (model
+    20), odd sizes included."""
     rng = np.random.default_rng(1)
-    pf = build_integer_postfilter(random_postfilter(unshuffle=unshuffle), calibration(rng))
+    pf = build_integer_postfilter(random_postfilter(unshuffle=unshuffle), calibration(rng), two_pieces=two_pieces)
     assert all(layer.sum_bound() < FLOAT32_LIMIT for layer in pf.layers)
+    assert [i for i, layer in enumerate(pf.layers) if layer.low_bits] == list(two_pieces)
     for planes in (random_planes(rng), np.full((3, 9, 7), 1023, np.uint16), np.zeros((3, 5, 6), np.uint16),
                    np.where(rng.random((3, 17, 13)) < 0.5, 0, 1023).astype(np.uint16)):
         got = pf.luma(planes, q_code)
@@ -70,6 +72,42 @@ def test_integer_post_filter_follows_the_float_one_within_a_level(unshuffle):
         ref = net(torch.from_numpy(planes.astype(np.float32))[None], torch.tensor([30000]))[0, 0].numpy()
     diff = pf.luma(planes, 30000).astype(np.int64) - np.clip(np.round(ref), 0, 1023)
     assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.05
+
+
+def test_two_piece_weights_are_wider_and_follow_the_float_network_closer():
+    """Model 20's form: 2x2 blocks, 32 channels, where one float32 sum allows 8-9-bit weights."""
+    rng = np.random.default_rng(5)
+    net = random_postfilter(std=0.05, unshuffle=2, channels=32, layers=5)
+    one, two = (build_integer_postfilter(net, calibration(rng), two_pieces=t) for t in ((), range(5)))
+    widest = [np.abs(layer.weight).max() for layer in one.layers]
+    assert all(np.abs(b.weight).max() > 16 * a for a, b in zip(widest, two.layers))
+    planes = random_planes(rng, 41, 57)
+    x = to_blocks(PostFilter.inputs(torch.from_numpy(planes.astype(np.float32))[None], torch.tensor([30000])), 2)
+    with torch.no_grad():
+        ref = net.net(x * 2.0 ** -10)
+    errors = []
+    for pf in (one, two):
+        y = x.clone()
+        for layer in pf.layers:
+            y = layer.forward(y)
+        errors.append(float((y * pf.s_out - ref).abs().mean()))
+    assert errors[1] < errors[0] / 2     # 3x smaller here; with a trained network's weights, 1.4 dB at 44 dB
+    again = IntegerPostFilter.from_dict(two.to_dict())
+    assert [layer.low_bits for layer in again.layers] == [layer.low_bits for layer in two.layers]
+    assert np.array_equal(again.luma(planes, 777), two.luma(planes, 777))
+
+
+@pytest.mark.parametrize("shift", [7, 9])
+def test_two_piece_layer_is_exact_where_its_sums_need_more_than_float32_holds(shift):
+    """The full sum w * x here needs 31 bits and hi's alone 23: exact only if lo's sum enters
+    floored (`ShiftConv`), not as a fraction float32 would round."""
+    w = (8000 << 7) + 37
+    layer = ShiftConv(np.array([[[[w]]]]), np.array([5]), np.array([shift]), False, 1023, 1 << 24, low_bits=7)
+    x = torch.tensor([[[[1023.0, 1021.0, -1023.0, 3.0]]]])
+    exact = np.floor_divide(w * np.array([1023, 1021, -1023, 3]) + 5 + (1 << (shift - 1)), 1 << shift)
+    assert np.array_equal(layer.forward(x)[0, 0, 0].numpy().astype(np.int64), exact)
+    with pytest.raises(ValueError, match="shift below"):
+        ShiftConv(np.array([[[[w]]]]), np.array([5]), np.array([6]), False, 1023, 1 << 24, low_bits=7)
 
 
 def test_layers_too_wide_for_float32_are_refused_and_the_builder_narrows_the_weights():
@@ -229,3 +267,18 @@ def test_model_19_is_model_18_with_a_5_layer_post_filter_up_to_36000():
     errors, same = same_files_other_pixels(18, 19, (8000, 20000, 28000, 36001))
     assert same == {8000: False, 20000: False, 28000: False, 36001: True}
     assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 28000)), errors
+
+
+def test_model_20_is_model_19_with_a_5_layer_post_filter_above_36000_and_two_piece_weights():
+    """Model 20 sends model 19's files; above code 36000 a 5-layer post-filter on 2x2 blocks (model
+    18's grown by one layer and trained on) runs, and both post-filters' integer weights come in two
+    pieces (`ShiftConv`), so its pixels differ at every code, with a lower luma error above 36000 on
+    a crop of the bundled sample."""
+    v19, v20 = LearnedCodec.load(19), LearnedCodec.load(20)
+    assert ([(m, i.unshuffle, [layer.low_bits > 0 for layer in i.layers]) for m, _, i in v20.postfilters]
+            == [(36000, 2, [True] * 5), (QMAX, 2, [True] * 5)])
+    low19, low20 = v19.postfilters[0][1].state_dict(), v20.postfilters[0][1].state_dict()
+    assert all(torch.equal(low19[k], low20[k]) for k in low19)      # model 19's float network below 36000
+    errors, same = same_files_other_pixels(19, 20, (20000, 44000, 56000))
+    assert same == {20000: False, 44000: False, 56000: False}
+    assert all(errors[q][1] < errors[q][0] for q in (44000, 56000)), errors

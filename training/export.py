@@ -11,10 +11,14 @@
     # model 19: v16's pictures, the 5-layer 2x2-block post-filter up to 36000, model 18's above it
     python training/export.py checkpoints/postfilter-v19-low5.pt resources/models/bitlens-hp-v19.pt --id 19 \
         --postfilter-base 16 --postfilter-max-code 36000 --postfilter-also checkpoints/postfilter-v18-high.pt 65535
+    # model 20: model 19's post-filter up to 36000, the 5-layer one above, both with two-piece weights
+    python training/export.py training/postfilters/postfilter-v20-high5.pt resources/models/bitlens-hp-v20.pt \
+        --id 20 --postfilter-base 16 --postfilter-also training/postfilters/postfilter-v19-low5.pt 36000 \
+        --postfilter-two-pieces 36000 65535
     # a joint checkpoint trained from model 16 (z step 1.25 in its config), with 16's post-filters
     # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step"; it was
-    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 20)
-    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v20.pt --id 20 \
+    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 21)
+    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v21.pt --id 21 \
         --extra-levels 3 4 --postfilters-of 16
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ import glob
 import math
 import os
 import sys
+from collections.abc import Collection
 
 import numpy as np
 import torch
@@ -163,11 +168,13 @@ def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
     return variant
 
 
-def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, int]], crops: list) -> list[dict]:
+def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, int]], crops: list,
+                          two_pieces: Collection[int] = ()) -> list[dict]:
     """Bundle entries of post-filters run on `codec`'s pictures (a model without post-filters), by
     rising highest quality code (each running above the previous one's): float weights, that code
     and the integer network, calibrated on the codec's reconstructions of training crops at five
-    qualities."""
+    qualities; the post-filters whose highest codes are in `two_pieces` with integer weights wider than
+    one float32 sum allows in every layer (`ShiftConv`)."""
     inputs = []
     with torch.no_grad():
         for src in crops:
@@ -177,12 +184,13 @@ def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, i
                 planes10 = torch.from_numpy(np.stack([to_10bit(p) for p in ycc]).astype(np.float32))[None]
                 inputs.append(PostFilter.inputs(planes10, torch.tensor([int(q)])))
     return [dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
-                 max_code=int(max_code), integer=build_integer_postfilter(net, inputs).to_dict())
+                 max_code=int(max_code), integer=build_integer_postfilter(
+                     net, inputs, two_pieces=range(len(net.convs())) if max_code in two_pieces else ()).to_dict())
             for net, max_code in sorted(filters, key=lambda f: f[1])]
 
 
 def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list,
-                       base: int | None = None) -> dict:
+                       base: int | None = None, two_pieces: Collection[int] = ()) -> dict:
     """A shipped model plus post-filters trained on it frozen (training/postfilter.py), as a variant
     bundle: the base model's id, then `postfilter_entries_on` the base model. One filter: model
     14's layout; several: model 15's. With `base`, the post-filters go on that model instead of the
@@ -195,7 +203,8 @@ def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str
     codec = LearnedCodec({k: v for k, v in base_bundle.items() if k not in POSTFILTER_KEYS})
     assert base is not None or all(state["base"] == codec.model_id for state, _ in filters), \
         "post-filters of one bundle share their base model"
-    entries = postfilter_entries_on(codec, [(PostFilter.from_state(state), m) for state, m in filters], crops)
+    entries = postfilter_entries_on(codec, [(PostFilter.from_state(state), m) for state, m in filters], crops,
+                                    two_pieces)
     bundle = dict(base_model_id=codec.model_id, model_id=model_id, name=name)
     if len(entries) == 1 and not replaced:
         integer = entries[0].pop("integer")
@@ -231,6 +240,9 @@ def main() -> None:
                          "next lower one's (model 15: v14's below the checkpoint's)")
     ap.add_argument("--postfilter-base", type=int, default=None, metavar="ID",
                     help="post-filter variants: put them on this model, replacing its own (default: the model they were trained on)")
+    ap.add_argument("--postfilter-two-pieces", type=int, nargs="+", default=(), metavar="MAX_CODE",
+                    help="the post-filters running up to these codes with integer weights in two pieces, "
+                         "15-16 bits instead of 8-10 (model 20: 36000 65535)")
     ap.add_argument("--z-step", type=float, default=None,
                     help="joint checkpoints: z's bin width (default: the training config's z_step, else 1)")
     ap.add_argument("--postfilters-of", type=int, default=None, metavar="ID",
@@ -244,7 +256,8 @@ def main() -> None:
         full = merge_variant(bundle)
     elif "base" in state:   # training/postfilter.py: a variant whose rates are its base's
         also = [(torch.load(c, weights_only=False), int(m)) for c, m in args.postfilter_also]
-        bundle = postfilter_variant(also + [(state, args.postfilter_max_code)], args.id, name, crops, args.postfilter_base)
+        bundle = postfilter_variant(also + [(state, args.postfilter_max_code)], args.id, name, crops, args.postfilter_base,
+                                    args.postfilter_two_pieces)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network
@@ -265,7 +278,8 @@ def main() -> None:
         if args.postfilters_of is not None:
             carried = postfilter_entries(load_bundle(args.postfilters_of))
             bundle["postfilters"] = postfilter_entries_on(
-                LearnedCodec(bundle), [(PostFilter.from_state(e), int(e["max_code"])) for e in carried], crops)
+                LearnedCodec(bundle), [(PostFilter.from_state(e), int(e["max_code"])) for e in carried], crops,
+                args.postfilter_two_pieces)
     bundle["rate_prior"] = torch.from_numpy(rate_prior(full, crops))
     bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"],
                               extra_levels=list(args.extra_levels))
