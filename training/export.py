@@ -175,6 +175,8 @@ def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, i
     and the integer network, calibrated on the codec's reconstructions of training crops at five
     qualities; the post-filters whose highest codes are in `two_pieces` with integer weights wider than
     one float32 sum allows in every layer (`ShiftConv`)."""
+    if unknown := set(two_pieces) - {max_code for _, max_code in filters}:
+        raise SystemExit(f"--postfilter-two-pieces: no post-filter runs up to code {min(unknown)}")
     inputs = []
     with torch.no_grad():
         for src in crops:
