@@ -1,4 +1,4 @@
-"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 19 on a frozen v13.
+"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 20 on a frozen v13.
 
 The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
 post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
@@ -29,6 +29,11 @@ weights into a model bundle.
         --eval-codes 8000 14000 20000 28000 32000 36000 44000 --extra ../shared/data/debian-photos \
         --half-scale 1 --channels 32 --layers 5 --unshuffle 2 --init checkpoints/postfilter-v17-low.pt \
         --lr 3e-4 --save checkpoints/postfilter-v19-low5.pt
+    # model 20, above 36000: model 18's grown the same way (28 minutes)
+    python training/postfilter.py --minutes 28 --per-code --codes 36000 44000 50000 54000 58000 62000 65535 \
+        --eval-codes 40000 44000 50000 54000 58000 62000 65535 --extra ../shared/data/debian-photos \
+        --half-scale 1 --channels 32 --layers 5 --unshuffle 2 --init checkpoints/postfilter-v18-high.pt \
+        --lr 3e-4 --save checkpoints/postfilter-v20-high5.pt
     # a saved post-filter at other codes
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
 

@@ -303,7 +303,7 @@ class ShiftConv:
             acc = F.conv2d(x, self._w.to(dev), self._b.to(dev), padding=self.weight.shape[-1] // 2)
         if self.low_bits:
             acc, lo = acc.split(len(self.bias), dim=1)
-            acc = acc.add(lo.mul(2.0 ** -self.low_bits).floor_())
+            acc = acc.add(lo.mul_(2.0 ** -self.low_bits).floor_())
         return acc.mul_(self._scale.to(dev)).floor_().clamp_(0 if self.relu else -self.out_max - 1, self.out_max)
 
     def to_dict(self, prefix: str) -> dict[str, torch.Tensor]:
