@@ -97,6 +97,12 @@ STREAMS = {
                               "13ee9f329e8261d98a486244b8b68c3804eb18821ab9d4692b74bf2bbf22eef3"),
     "v20-192x256-high.bln": (4, "ba7ff878f1a09154111b54396dea0a63c5da8ed38032b0cbf92e84863a9d6a19",
                              "4fee01fcc3087ef90deb7c356703237be4dc85bed1aab8ba86537c3e5a1c19bf"),
+    # model 21 (2026-11-29: model 20 with 6-layer post-filters, one-piece integer weights as wide as
+    # each output channel allows): one crop for each post-filter
+    "v21-odd-67x93-high.bln": (4, "476883b73809aa4eeace0c858a14d00d21713ededd000e26c3c9e5f18149e8ef",
+                               "bcc75674a286abed6306774e4955b6849714db969de9604af1257a7f2c61648e"),
+    "v21-192x256-low.bln": (4, "180b0058e26189ec879c323aa14548024aa2160dad29cfdb220f0ec732b18bcf",
+                            "1f604081d6d5efff929394fa845d6919b9b861a93ee29a42539c0618ea2d3619"),
 }
 
 
@@ -136,10 +142,11 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
                          ids=["sse41", "avx2"])
 @pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln",
                                   "v17-192x256-low.bln", "v18-192x256-high.bln",
-                                  "v19-192x256-low.bln", "v20-192x256-high.bln"])
+                                  "v19-192x256-low.bln", "v20-192x256-high.bln", "v21-192x256-low.bln"])
 def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
     # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
-    # every partial sum is an integer below 2^24 (model 20: in each weight piece), so each must give
+    # every partial sum is an integer below 2^24 (model 20: in each weight piece; model 21: in
+    # each output channel's own width), so each must give
     # the same pixels
     script = ("import sys; from codec.devices import pixel_sha256; from codec.engine import decode_bitstream; "
               "print(pixel_sha256(decode_bitstream(open(sys.argv[1], 'rb').read()).pixels))")

@@ -10,7 +10,8 @@ from codec.engine import LearnedCodec, decode_bitstream
 from codec.entropy.bitstream import Bitstream
 from codec.images import source_from_array
 from codec.integer.fixedpoint import FLOAT32_LIMIT
-from codec.integer.networks import IntegerPostFilter, ShiftConv, build_integer_postfilter, shift_conv
+from codec.integer.networks import (IntegerPostFilter, ShiftConv, build_integer_postfilter, channel_weight_bits,
+                                    shift_conv)
 from codec.model.postfilter import GAIN, PostFilter, from_blocks, to_blocks
 from codec.model.quality import QMAX
 
@@ -46,13 +47,15 @@ def float64_reference(pf: IntegerPostFilter, planes10: np.ndarray, q_code: int) 
     return np.clip(np.round(planes10[0] + GAIN * pf.s_out * x[0, 0].numpy()), 0, 1023).astype(np.uint16)
 
 
-@pytest.mark.parametrize("unshuffle,two_pieces", [(1, ()), (2, ()), (2, (0, 2))])
+@pytest.mark.parametrize("unshuffle,two_pieces,per_channel", [(1, (), False), (2, (), False), (2, (0, 2), False),
+                                                              (2, (), True), (2, (1,), True)])
 @pytest.mark.parametrize("q_code", [0, 20000, QMAX])
-def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code, unshuffle, two_pieces):
-    """Full resolution (models 14, 15), on 2x2 blocks (model 17) and with two-piece weights (model
-    20), odd sizes included."""
+def test_integer_post_filter_equals_its_float64_definition_at_extreme_inputs(q_code, unshuffle, two_pieces, per_channel):
+    """Full resolution (models 14, 15), on 2x2 blocks (model 17), with two-piece weights (model
+    20) and with each channel's widest weights (model 21), odd sizes included."""
     rng = np.random.default_rng(1)
-    pf = build_integer_postfilter(random_postfilter(unshuffle=unshuffle), calibration(rng), two_pieces=two_pieces)
+    pf = build_integer_postfilter(random_postfilter(unshuffle=unshuffle), calibration(rng), two_pieces=two_pieces,
+                                  per_channel=per_channel)
     assert all(layer.sum_bound() < FLOAT32_LIMIT for layer in pf.layers)
     assert [i for i, layer in enumerate(pf.layers) if layer.low_bits] == list(two_pieces)
     for planes in (random_planes(rng), np.full((3, 9, 7), 1023, np.uint16), np.zeros((3, 5, 6), np.uint16),
@@ -95,6 +98,44 @@ def test_two_piece_weights_are_wider_and_follow_the_float_network_closer():
     again = IntegerPostFilter.from_dict(two.to_dict())
     assert [layer.low_bits for layer in again.layers] == [layer.low_bits for layer in two.layers]
     assert np.array_equal(again.luma(planes, 777), two.luma(planes, 777))
+
+
+def test_per_channel_widths_are_each_channels_widest_and_follow_the_float_network_closer():
+    """Model 21's form: each output channel's weights as wide as its own one-piece sums allow.
+    Channels whose weights are spread over many taps (a large sum for their largest weight) set
+    one width per layer; here half the channels of each layer have one dominant tap."""
+    rng = np.random.default_rng(6)
+    net = random_postfilter(std=0.05, unshuffle=2, channels=32, layers=5)
+    with torch.no_grad():
+        for m in net.convs():
+            m.weight[::2] *= 0.05
+            m.weight[::2, 0, 1, 1] += 0.2
+    m = net.convs()[1]                   # each channel's width is the widest whose sums fit
+    bits = channel_weight_bits(m, 2.0 ** -7, 2.0 ** -6, 1023)
+    assert bits[::2].mean() >= bits[1::2].mean() + 2       # the dominant-tap channels widen
+    shift_conv(m, True, 2.0 ** -7, 2.0 ** -6, 1023, 1023, bits)
+    for c in np.flatnonzero(bits < 16):
+        with pytest.raises(ValueError, match="not exact in float32"):
+            shift_conv(m, True, 2.0 ** -7, 2.0 ** -6, 1023, 1023, bits + (np.arange(len(bits)) == c))
+    cal = calibration(rng)
+    layer_wide, channel_wide, two = (build_integer_postfilter(net, cal, **kw) for kw in
+                                     ({}, dict(per_channel=True), dict(two_pieces=range(5))))
+    for a, b in zip(layer_wide.layers, channel_wide.layers):
+        assert b.low_bits == 0 and b.sum_bound() < FLOAT32_LIMIT
+        assert (np.abs(b.weight).max(axis=(1, 2, 3)) >= np.abs(a.weight).max(axis=(1, 2, 3))).all()
+    planes = random_planes(rng, 41, 57)
+    x = to_blocks(PostFilter.inputs(torch.from_numpy(planes.astype(np.float32))[None], torch.tensor([30000])), 2)
+    with torch.no_grad():
+        ref = net.net(x * 2.0 ** -10)
+    errors = []
+    for pf in (layer_wide, channel_wide, two):
+        y = x.clone()
+        for layer in pf.layers:
+            y = layer.forward(y)
+        errors.append(float((y * pf.s_out - ref).abs().mean()))
+    assert errors[1] < 0.8 * errors[0] and errors[2] < errors[1]    # 0.65x and 0.3x here
+    again = IntegerPostFilter.from_dict(channel_wide.to_dict())
+    assert np.array_equal(again.luma(planes, 777), channel_wide.luma(planes, 777))
 
 
 @pytest.mark.parametrize("shift", [7, 9])
@@ -219,6 +260,31 @@ def test_a_post_filter_grown_by_identity_layers_starts_as_the_one_it_grew_from()
         grow_from(PostFilter(channels=32, layers=5, unshuffle=2), old)
 
 
+def test_on_grid_training_rounds_to_the_per_channel_integer_weights_and_passes_gradients_through():
+    """training/postfilter.py --on-grid (model 21's high-code network): the weights it trains on are
+    exactly the integer weights `build_integer_postfilter(per_channel=True)` exports times their
+    steps, and each weight's gradient is the rounded weight's (straight through)."""
+    from training.postfilter import on_grid, weight_grid
+    rng = np.random.default_rng(7)
+    net = random_postfilter(seed=4, std=0.05, unshuffle=2, channels=32, layers=4)
+    cal = calibration(rng)
+    steps = weight_grid(net, cal)
+    with torch.no_grad():
+        for name, w in on_grid(net, steps).items():
+            assert not torch.equal(w, net.get_parameter(name))
+            net.get_parameter(name).copy_(w)
+    integer = build_integer_postfilter(net, cal, per_channel=True)
+    for m, layer, step in zip(net.convs(), integer.layers, steps.values()):
+        assert torch.equal(torch.from_numpy(layer.weight).float() * step, m.weight.detach())
+    x = torch.from_numpy(random_planes(rng, 24, 32).astype(np.float32))[None]
+    q = torch.tensor([30000.0])
+    torch.func.functional_call(net, on_grid(net, steps), (x, q)).square().mean().backward()
+    through = [m.weight.grad.clone() for m in net.convs()]
+    net.zero_grad()
+    net(x, q).square().mean().backward()
+    assert all(torch.equal(a, m.weight.grad) for a, m in zip(through, net.convs()))
+
+
 def same_files_other_pixels(old_id: int, new_id: int, codes) -> tuple[dict, dict]:
     """Encode a crop of the bundled sample with two models that send the same latents (checked,
     byte for byte) at each code: {code: [luma squared error of old, of new]}, {code: same pixels}."""
@@ -282,3 +348,20 @@ def test_model_20_is_model_19_with_a_5_layer_post_filter_above_36000_and_two_pie
     errors, same = same_files_other_pixels(19, 20, (20000, 44000, 56000))
     assert same == {20000: False, 44000: False, 56000: False}
     assert all(errors[q][1] < errors[q][0] for q in (44000, 56000)), errors
+
+
+def test_model_21_is_model_20_with_6_layer_post_filters_in_one_piece_as_wide_as_each_channel_allows():
+    """Model 21 sends model 20's files; both post-filters have 6 layers (model 20's grown by one and
+    trained on, the high-code one on the grid of its integer form), their integer weights in one
+    piece again, each output channel's as wide as its own float32 sums allow, so a layer's channels
+    differ in width; the pixels differ at every code, with a lower luma error on a crop of the
+    bundled sample."""
+    v21 = LearnedCodec.load(21)
+    assert ([(m, i.unshuffle, len(i.layers), sum(layer.low_bits for layer in i.layers)) for m, _, i in v21.postfilters]
+            == [(36000, 2, 6, 0), (QMAX, 2, 6, 0)])
+    for _, _, integer in v21.postfilters:
+        widths = [np.ceil(np.log2(np.abs(layer.weight).max(axis=(1, 2, 3)) + 1)) + 1 for layer in integer.layers]
+        assert all(w.max() <= 16 for w in widths) and all(len(set(w)) > 1 for w in widths[:-1])
+    errors, same = same_files_other_pixels(20, 21, (8000, 20000, 32000, 44000, 56000))
+    assert not any(same.values())
+    assert all(new < old for old, new in errors.values()), errors

@@ -15,10 +15,14 @@
     python training/export.py training/postfilters/postfilter-v20-high5.pt resources/models/bitlens-hp-v20.pt \
         --id 20 --postfilter-base 16 --postfilter-also training/postfilters/postfilter-v19-low5.pt 36000 \
         --postfilter-two-pieces 36000 65535
+    # model 21: 6-layer post-filters, one-piece integer weights as wide as each output channel allows
+    python training/export.py training/postfilters/postfilter-v21-high6.pt resources/models/bitlens-hp-v21.pt \
+        --id 21 --postfilter-base 16 --postfilter-also training/postfilters/postfilter-v21-low6.pt 36000 \
+        --postfilter-per-channel
     # a joint checkpoint trained from model 16 (z step 1.25 in its config), with 16's post-filters
     # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step"; it was
-    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 21)
-    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v21.pt --id 21 \
+    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 22)
+    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v22.pt --id 22 \
         --extra-levels 3 4 --postfilters-of 16
 """
 from __future__ import annotations
@@ -169,12 +173,13 @@ def addon_variant(state: dict, model_id: int, name: str, crops: list) -> dict:
 
 
 def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, int]], crops: list,
-                          two_pieces: Collection[int] = ()) -> list[dict]:
+                          two_pieces: Collection[int] = (), per_channel: bool = False) -> list[dict]:
     """Bundle entries of post-filters run on `codec`'s pictures (a model without post-filters), by
     rising highest quality code (each running above the previous one's): float weights, that code
     and the integer network, calibrated on the codec's reconstructions of training crops at five
     qualities; the post-filters whose highest codes are in `two_pieces` with integer weights wider than
-    one float32 sum allows in every layer (`ShiftConv`)."""
+    one float32 sum allows in every layer (`ShiftConv`); with `per_channel`, the other post-filters'
+    weights as wide as each output channel's sums allow (`channel_weight_bits`)."""
     if unknown := set(two_pieces) - {max_code for _, max_code in filters}:
         raise SystemExit(f"--postfilter-two-pieces: no post-filter runs up to code {min(unknown)}")
     inputs = []
@@ -187,12 +192,13 @@ def postfilter_entries_on(codec: LearnedCodec, filters: list[tuple[PostFilter, i
                 inputs.append(PostFilter.inputs(planes10, torch.tensor([int(q)])))
     return [dict(config=net.config, state_dict={k: v.float() for k, v in net.state_dict().items()},
                  max_code=int(max_code), integer=build_integer_postfilter(
-                     net, inputs, two_pieces=range(len(net.convs())) if max_code in two_pieces else ()).to_dict())
+                     net, inputs, two_pieces=range(len(net.convs())) if max_code in two_pieces else (),
+                     per_channel=per_channel).to_dict())
             for net, max_code in sorted(filters, key=lambda f: f[1])]
 
 
 def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str, crops: list,
-                       base: int | None = None, two_pieces: Collection[int] = ()) -> dict:
+                       base: int | None = None, two_pieces: Collection[int] = (), per_channel: bool = False) -> dict:
     """A shipped model plus post-filters trained on it frozen (training/postfilter.py), as a variant
     bundle: the base model's id, then `postfilter_entries_on` the base model. One filter: model
     14's layout; several: model 15's. With `base`, the post-filters go on that model instead of the
@@ -206,7 +212,7 @@ def postfilter_variant(filters: list[tuple[dict, int]], model_id: int, name: str
     assert base is not None or all(state["base"] == codec.model_id for state, _ in filters), \
         "post-filters of one bundle share their base model"
     entries = postfilter_entries_on(codec, [(PostFilter.from_state(state), m) for state, m in filters], crops,
-                                    two_pieces)
+                                    two_pieces, per_channel)
     bundle = dict(base_model_id=codec.model_id, model_id=model_id, name=name)
     if len(entries) == 1 and not replaced:
         integer = entries[0].pop("integer")
@@ -245,6 +251,9 @@ def main() -> None:
     ap.add_argument("--postfilter-two-pieces", type=int, nargs="+", default=(), metavar="MAX_CODE",
                     help="the post-filters running up to these codes with integer weights in two pieces, "
                          "15-16 bits instead of 8-10 (model 20: 36000 65535)")
+    ap.add_argument("--postfilter-per-channel", action="store_true",
+                    help="the other post-filters' integer weights as wide as each output channel allows "
+                         "in one piece (model 21 on), not one width per layer")
     ap.add_argument("--z-step", type=float, default=None,
                     help="joint checkpoints: z's bin width (default: the training config's z_step, else 1)")
     ap.add_argument("--postfilters-of", type=int, default=None, metavar="ID",
@@ -259,7 +268,7 @@ def main() -> None:
     elif "base" in state:   # training/postfilter.py: a variant whose rates are its base's
         also = [(torch.load(c, weights_only=False), int(m)) for c, m in args.postfilter_also]
         bundle = postfilter_variant(also + [(state, args.postfilter_max_code)], args.id, name, crops, args.postfilter_base,
-                                    args.postfilter_two_pieces)
+                                    args.postfilter_two_pieces, args.postfilter_per_channel)
         full = merge_variant(bundle)
     else:
         if "context" in state:   # training/train_context.py: a shipped model plus its context network
@@ -281,7 +290,7 @@ def main() -> None:
             carried = postfilter_entries(load_bundle(args.postfilters_of))
             bundle["postfilters"] = postfilter_entries_on(
                 LearnedCodec(bundle), [(PostFilter.from_state(e), int(e["max_code"])) for e in carried], crops,
-                args.postfilter_two_pieces)
+                args.postfilter_two_pieces, args.postfilter_per_channel)
     bundle["rate_prior"] = torch.from_numpy(rate_prior(full, crops))
     bundle["training"] = dict(step=state["step"], seconds=state["seconds"], config=state["config"],
                               extra_levels=list(args.extra_levels))

@@ -1,4 +1,4 @@
-"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 20 on a frozen v13.
+"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 21 on a frozen v13.
 
 The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
 post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
@@ -34,6 +34,12 @@ weights into a model bundle.
         --eval-codes 40000 44000 50000 54000 58000 62000 65535 --extra ../shared/data/debian-photos \
         --half-scale 1 --channels 32 --layers 5 --unshuffle 2 --init checkpoints/postfilter-v18-high.pt \
         --lr 3e-4 --save checkpoints/postfilter-v20-high5.pt
+    # model 21: both grown to 6 layers; the high-code one trained on the grid of its one-piece integer
+    # form (--on-grid; the low-code one's runs are in docs/MODEL.md)
+    python training/postfilter.py --minutes 25 --per-code --codes 36000 44000 50000 54000 58000 62000 65535 \
+        --eval-codes 40000 44000 50000 54000 58000 62000 65535 --extra ../shared/data/debian-photos \
+        --half-scale 1 --channels 32 --layers 6 --unshuffle 2 --init training/postfilters/postfilter-v20-high5.pt \
+        --lr 1e-4 --on-grid --save checkpoints/postfilter-v21-high6.pt
     # a saved post-filter at other codes
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
 
@@ -59,6 +65,7 @@ from codec import loopfilter  # noqa: E402
 from codec.color import to_10bit  # noqa: E402
 from codec.engine import LearnedCodec  # noqa: E402
 from codec.images import SourceImage, from_pil  # noqa: E402
+from codec.integer.networks import build_integer_postfilter  # noqa: E402
 from codec.model.postfilter import PostFilter  # noqa: E402
 
 CODES_V14 = (8000, 14000, 20000, 28000, 36000, 44000)            # model 14's post-filter
@@ -182,6 +189,10 @@ def main() -> None:
     ap.add_argument("--init", default=None,
                     help="start from these saved weights (as many channels; identity layers added where --layers is larger)")
     ap.add_argument("--load", default=None, help="evaluate these saved weights instead of training")
+    ap.add_argument("--on-grid", action="store_true",
+                    help="quantization-aware: each step's forward pass rounds the weights to the grid of their "
+                         "one-piece integer form with each channel's widest weights (export --postfilter-per-channel), "
+                         "the backward pass goes straight through; the saved weights are on it")
     ap.add_argument("--codes", type=int, nargs="+", default=list(CODES),
                     help="quality codes trained on (model 14: %s)" % " ".join(map(str, CODES_V14)))
     ap.add_argument("--eval-codes", type=int, nargs="+", default=None,
@@ -211,6 +222,9 @@ def main() -> None:
           f"{net.macs_per_pixel()} multiply-adds per pixel", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     rng = np.random.default_rng(0)
+    if args.on_grid:
+        calibration = [PostFilter.inputs(torch.from_numpy(recs[i][:, :256, :256].astype(np.float32))[None], torch.tensor([q]))
+                       for _, recs in train[:4] for i, q in enumerate(codes)]
     t0, step, seconds = time.perf_counter(), 0, args.minutes * 60
     running = []
     for rec, ref, q in batches(train, codes, args.batch, args.patch, rng, args.align):
@@ -219,7 +233,12 @@ def main() -> None:
             break
         for g in opt.param_groups:   # cosine decay over the time budget
             g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
-        out = net(rec, q)
+        if args.on_grid:
+            if step % 100 == 0:   # the grid follows the weights as they move
+                steps = weight_grid(net, calibration)
+            out = torch.func.functional_call(net, on_grid(net, steps), (rec, q))
+        else:
+            out = net(rec, q)
         base = ((rec[:, :1] - ref) ** 2).mean()
         if args.per_code:
             w = torch.tensor([1.0 / plain[int(v)] for v in q]).view(-1, 1, 1, 1)
@@ -236,6 +255,10 @@ def main() -> None:
             running = []
         if args.save and step % 5000 == 0:   # a stopped run leaves usable weights
             save(net, step, time.perf_counter() - t0, args)
+    if args.on_grid:
+        with torch.no_grad():
+            for name, w in on_grid(net, weight_grid(net, calibration)).items():
+                net.get_parameter(name).copy_(w)
     if args.save:
         save(net, step, time.perf_counter() - t0, args)
     print(f"\n{step} steps", flush=True)
@@ -257,6 +280,28 @@ def grow_from(net: PostFilter, old: PostFilter) -> None:
             else:
                 m.weight.copy_(src.weight)
                 m.bias.copy_(src.bias)
+
+
+def weight_grid(net: PostFilter, calibration: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each convolution's weight step per output channel in the integer form that
+    `build_integer_postfilter(per_channel=True)` makes of the network as it is: the powers of two
+    that its integer weights times give the float ones, by parameter name."""
+    integer = build_integer_postfilter(net, calibration, per_channel=True)
+    names = {m: name for name, m in net.named_modules()}
+    steps = {}
+    for m, layer in zip(net.convs(), integer.layers):
+        largest = m.weight.detach().abs().amax(dim=(1, 2, 3)).double()
+        widest = torch.from_numpy(np.abs(layer.weight).max(axis=(1, 2, 3))).double()
+        step = torch.where(widest > 0, 2.0 ** torch.round(torch.log2(largest / widest.clamp(min=1))), 1.0)
+        steps[names[m] + ".weight"] = step.float().view(-1, 1, 1, 1)
+    return steps
+
+
+def on_grid(net: PostFilter, steps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's weights rounded to `steps` (`weight_grid`), whose gradient is the float
+    weights' (straight-through), by parameter name."""
+    return {name: w + (torch.round(w / steps[name]) * steps[name] - w).detach()
+            for name, w in net.named_parameters() if name in steps}
 
 
 def save(net: PostFilter, step: int, seconds: float, args: argparse.Namespace) -> None:

@@ -244,15 +244,17 @@ class ShiftConv:
     load), so float32 convolutions give the same integers in any summation order on every device;
     at full resolution they run about ten times faster than float64 and need no int64 passes.
 
-    With `low_bits` = b > 0 (model 20 on) the weights are wider than one float32 sum allows and run
+    With `low_bits` = b > 0 (model 20) the weights are wider than one float32 sum allows and run
     as two pieces, w = hi * 2^b + lo with lo centred on 0, and so the bias plus half, B = B_hi * 2^b
-    + B_lo with 0 <= B_lo < 2^b: one convolution of twice the output channels gives the exact
-    float32 sums H = conv(x, hi) + B_hi and L = conv(x, lo) + B_lo, and for shift >= b
-    out = floor((H + floor(L / 2^b)) / 2^(shift - b)), since floor((n + f) / m) = floor(n / m) for
-    an integer n and 0 <= f < 1: still float32 only, for twice the layer's time. One piece gave the
-    2x2-block networks 8-10-bit weights, which cost v20's high-code network 0.17 dB before the loop
-    filter (mean over 12 held-out photos; 1.4 dB on a smooth one at 44 dB) and v18's 1.2% BD-rate
-    through the codec; with 15-16 bits they follow the float networks within 0.01 dB."""
+    + B_lo with 0 <= B_lo < 2^b: two convolutions give the exact float32 sums H = conv(x, hi) + B_hi
+    and L = conv(x, lo) + B_lo, and for shift >= b out = floor((H + floor(L / 2^b)) / 2^(shift - b)),
+    since floor((n + f) / m) = floor(n / m) for an integer n and 0 <= f < 1: still float32 only,
+    for about twice the layer's time. One piece with one width per layer gave the 2x2-block
+    networks 8-10-bit weights, which cost v20's high-code network 0.17 dB before the loop filter
+    (mean over 12 held-out photos; 1.4 dB on a smooth one at 44 dB) and v18's 1.2% BD-rate through
+    the codec; with 15-16 bits they follow the float networks within 0.01 dB. Model 21 takes one
+    piece again, each output channel as wide as its own sums allow (`channel_weight_bits`), and a
+    high-code network trained on that grid."""
 
     weight: np.ndarray    # (Cout, Cin, k, k) integers
     bias: np.ndarray      # (Cout,) integers, at the accumulator's scale
@@ -267,10 +269,12 @@ class ShiftConv:
             raise ValueError(f"a shift below {self.low_bits} low bits")
         if self.sum_bound() >= FLOAT32_LIMIT:
             raise ValueError(f"post-filter sums reach {self.sum_bound()}: not exact in float32")
-        w, b = zip(*self.pieces())
-        self._w = torch.from_numpy(np.concatenate(w).astype(np.float32)).contiguous(memory_format=torch.channels_last)
-        self._b = torch.from_numpy(np.concatenate(b).astype(np.float32))
-        self._scale = torch.from_numpy((2.0 ** -(self.shift - self.low_bits)).astype(np.float32)).view(1, -1, 1, 1)
+        # each piece's weights and bias pre-scaled by a power of two (exact: every partial sum is
+        # the integer one times it), so that no pass rescales the sums: hi by 2^-(shift - b), whose
+        # sums are then H / 2^(shift - b), lo by 2^-b
+        step = 2.0 ** -(self.shift - self.low_bits)
+        self._convs = [_scaled_conv(w, b, s) for (w, b), s in zip(self.pieces(), (step, np.full_like(step, 2.0 ** -self.low_bits)))]
+        self._step = torch.from_numpy(step.astype(np.float32)).view(1, -1, 1, 1)
 
     def pieces(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(weights, bias plus rounding half) as run: one piece, or hi and lo (see above)."""
@@ -285,13 +289,13 @@ class ShiftConv:
         """Largest |value| a float32 sum takes for inputs within +-in_max: the convolutions' (products,
         bias and half) and, with two pieces, H + floor(L / 2^b)."""
         if self.low_bits == 0:
-            return int((np.abs(self.weight).sum(axis=(1, 2, 3)) * self.in_max + np.abs(self.bias) + self.half()).max())
+            return int(_channel_sums(self.weight, self.bias, self.shift, self.in_max).max())
         sums = [np.abs(w).sum(axis=(1, 2, 3)) * self.in_max + np.abs(b) for w, b in self.pieces()]
         return int(max(sums[0].max(), sums[1].max(), (sums[0] + sums[1] / (1 << self.low_bits) + 1).max()))
 
     def half(self) -> np.ndarray:
         """The rounding half added before each channel's shift (none where it does not divide)."""
-        return np.where(self.shift > 0, np.left_shift(1, np.maximum(self.shift - 1, 0)), 0)
+        return _half(self.shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """float32 integers (N, Cin, H, W) within +-in_max (10-bit planes, or the layer before's
@@ -300,11 +304,10 @@ class ShiftConv:
         # cuDNN may sum through TF32 or Winograd; without it CUDA runs an im2col product in cuBLAS,
         # exact unless a caller turned torch.backends.cuda.matmul.allow_tf32 on (off by default)
         with torch.backends.cudnn.flags(enabled=False):
-            acc = F.conv2d(x, self._w.to(dev), self._b.to(dev), padding=self.weight.shape[-1] // 2)
-        if self.low_bits:
-            acc, lo = acc.split(len(self.bias), dim=1)
-            acc = acc.add(lo.mul_(2.0 ** -self.low_bits).floor_())
-        return acc.mul_(self._scale.to(dev)).floor_().clamp_(0 if self.relu else -self.out_max - 1, self.out_max)
+            acc, *low = (F.conv2d(x, w.to(dev), b.to(dev), padding=self.weight.shape[-1] // 2) for w, b in self._convs)
+        if low:   # H / 2^(shift - b) + floor(L / 2^b) / 2^(shift - b): exact, within the sum bound
+            acc.addcmul_(low[0].floor_(), self._step.to(dev))
+        return acc.floor_().clamp_(0 if self.relu else -self.out_max - 1, self.out_max)
 
     def to_dict(self, prefix: str) -> dict[str, torch.Tensor]:
         meta = np.array([self.relu, self.in_max, self.out_max] + ([self.low_bits] if self.low_bits else []), dtype=np.int64)
@@ -319,19 +322,53 @@ class ShiftConv:
                    d[prefix + "shift"].numpy(), bool(relu), in_max, out_max, *low_bits)
 
 
+def _half(shift: np.ndarray) -> np.ndarray:
+    return np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+
+
+def _channel_sums(weight: np.ndarray, bias: np.ndarray, shift: np.ndarray, in_max: int) -> np.ndarray:
+    """Per output channel, the largest |value| a one-piece layer's float32 sums take for inputs
+    within +-in_max (products, bias and rounding half)."""
+    return np.abs(weight).sum(axis=(1, 2, 3)) * in_max + np.abs(bias) + _half(shift)
+
+
+def _scaled_conv(w: np.ndarray, b: np.ndarray, scale: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 convolution weights (channels last, as oneDNN runs fastest) and bias of integer
+    weights and bias times a power of two per output channel."""
+    weight = torch.from_numpy((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32))
+    return weight.contiguous(memory_format=torch.channels_last), torch.from_numpy((b * scale).astype(np.float32))
+
+
 def shift_conv(m: nn.Conv2d, relu: bool, s_in: float, s_out: float, in_max: int, out_max: int,
-               weight_bits: int, low_bits: int = 0) -> ShiftConv:
+               weight_bits: int | np.ndarray, low_bits: int = 0) -> ShiftConv:
     """`m` with inputs at scale s_in, outputs at s_out (powers of two) and each output channel's
-    weights on a power-of-two grid no finer than `weight_bits` allow, so requantizing is a shift;
-    run as two pieces with `low_bits`."""
+    weights on a power-of-two grid no finer than `weight_bits` (one width, or one per output
+    channel) allow, so requantizing is a shift; run as two pieces with `low_bits`."""
+    return ShiftConv(*_quantized(m, s_in, s_out, weight_bits), relu, in_max, out_max, low_bits)
+
+
+def _quantized(m: nn.Conv2d, s_in: float, s_out: float, weight_bits: int | np.ndarray) -> tuple[np.ndarray, ...]:
+    """`shift_conv`'s integer weights, bias and shifts."""
     w = m.weight.detach().double().numpy()
     b = m.bias.detach().double().numpy()
-    limit = (1 << (weight_bits - 1)) - 1
+    limit = (np.left_shift(1, np.asarray(weight_bits) - 1) - 1).astype(np.float64)
     s_w = 2.0 ** np.ceil(np.log2(np.maximum(np.abs(w).max(axis=(1, 2, 3)), 1e-12) / limit))
     acc_scale = s_in * s_w
     shift = np.round(np.log2(s_out / acc_scale)).astype(np.int64)
-    return ShiftConv(np.round(w / s_w.reshape(-1, 1, 1, 1)).astype(np.int64), np.round(b / acc_scale).astype(np.int64),
-                     shift, relu, in_max, out_max, low_bits)
+    return np.round(w / s_w.reshape(-1, 1, 1, 1)).astype(np.int64), np.round(b / acc_scale).astype(np.int64), shift
+
+
+def channel_weight_bits(m: nn.Conv2d, s_in: float, s_out: float, in_max: int) -> np.ndarray:
+    """Per output channel, the widest weights (5 to 16 bits) whose one-piece sums float32 holds
+    exactly: a layer's channels differ in how their weights' sum compares with their largest one
+    (v20's: 8 to 15 bits), so one width per layer, its worst channel's, wastes 1-2 bits on most."""
+    bits = np.zeros(m.out_channels, dtype=np.int64)
+    for width in range(16, 4, -1):
+        fits = _channel_sums(*_quantized(m, s_in, s_out, width), in_max) < FLOAT32_LIMIT
+        bits = np.where((bits == 0) & fits, width, bits)
+    if not bits.all():
+        raise ValueError("no weight width keeps the post-filter's sums exact in float32")
+    return bits
 
 
 @dataclass
@@ -367,25 +404,32 @@ class IntegerPostFilter:
 
 
 def build_integer_postfilter(net: PostFilter, inputs: list[torch.Tensor], act_bits: int = 11,
-                             two_pieces: Sequence[int] = ()) -> IntegerPostFilter:
+                             two_pieces: Sequence[int] = (), per_channel: bool = False) -> IntegerPostFilter:
     """Quantize a post-filter from calibration inputs (`PostFilter.inputs` tensors, integers):
     `act_bits` activations (power-of-two scales from the calibrated ranges; 16 bits for the output)
     and, per layer, the widest weights (at most 16 bits) whose sums float32 holds exactly, in one
-    piece or, in the layers numbered in `two_pieces` (model 20: all), in one or two (`ShiftConv`)."""
+    piece or, in the layers numbered in `two_pieces` (model 20: all), in one or two (`ShiftConv`);
+    with `per_channel`, the one-piece layers' widest weights per output channel."""
     maxima = calibrate(net.net, [to_blocks(x.float() * 2.0 ** -IN_BITS, net.unshuffle) for x in inputs])
     convs = conv_layers(net.net)
     s_in, in_max, layers = 2.0 ** -IN_BITS, (1 << IN_BITS) - 1, []
     for i, (m, relu) in enumerate(convs):
         out_bits = ACT_BITS if i == len(convs) - 1 else act_bits
         s_out, out_max = pow2_scale(float(maxima[i].max()), out_bits), (1 << (out_bits - 1)) - 1
-        splits = [(bits, low) for bits in range(16, 4, -1) for low in range(bits if i in two_pieces else 1)]
-        for weight_bits, low_bits in splits:
-            try:
-                layers.append(shift_conv(m, relu, s_in, s_out, in_max, out_max, weight_bits, low_bits))
-                break
-            except ValueError:   # sums too wide for float32: narrower weights
-                continue
-        else:
-            raise ValueError("no weight width keeps the post-filter's sums exact in float32")
+        layers.append(_widest_layer(m, relu, s_in, s_out, in_max, out_max, i in two_pieces, per_channel))
         s_in, in_max = s_out, out_max
     return IntegerPostFilter(layers, s_in, net.unshuffle)
+
+
+def _widest_layer(m: nn.Conv2d, relu: bool, s_in: float, s_out: float, in_max: int, out_max: int,
+                  two_pieces: bool, per_channel: bool) -> ShiftConv:
+    """`build_integer_postfilter`'s layer: the widest weights whose sums float32 holds exactly."""
+    if per_channel and not two_pieces:
+        return shift_conv(m, relu, s_in, s_out, in_max, out_max, channel_weight_bits(m, s_in, s_out, in_max))
+    for weight_bits in range(16, 4, -1):
+        for low_bits in range(weight_bits if two_pieces else 1):
+            try:
+                return shift_conv(m, relu, s_in, s_out, in_max, out_max, weight_bits, low_bits)
+            except ValueError:   # sums too wide for float32: narrower weights (or a wider low piece)
+                continue
+    raise ValueError("no weight width keeps the post-filter's sums exact in float32")
