@@ -103,6 +103,11 @@ STREAMS = {
                                "bcc75674a286abed6306774e4955b6849714db969de9604af1257a7f2c61648e"),
     "v21-192x256-low.bln": (4, "180b0058e26189ec879c323aa14548024aa2160dad29cfdb220f0ec732b18bcf",
                             "1f604081d6d5efff929394fa845d6919b9b861a93ee29a42539c0618ea2d3619"),
+    # model 22 (2026-11-30: model 21 with a 7-layer post-filter up to code 36000)
+    "v22-odd-67x93-mid.bln": (4, "4ed13dc8e24dd43853c12d5073a9588da5ec3924c9abcc5f8fb90f91d20587a4",
+                              "1ec20d93f714ca6e001b99f81aa72481b34468f8c6bcfe22780645298886035c"),
+    "v22-192x256-low.bln": (4, "f9b32d8b0b4538c964dff1fee9a4c1c0cb4bf2c0acefd498ed50eb6eb0cd99fa",
+                            "aef0653eec90d59c814390143e2de80404c09aaca6478dddde855c4c4f8e1805"),
 }
 
 
@@ -142,7 +147,8 @@ def test_8_bit_decoder_gives_its_recorded_pixels_on_other_instruction_sets_and_o
                          ids=["sse41", "avx2"])
 @pytest.mark.parametrize("name", ["v14-192x256-high.bln", "v15-192x256-high.bln", "v16-192x256-high.bln",
                                   "v17-192x256-low.bln", "v18-192x256-high.bln",
-                                  "v19-192x256-low.bln", "v20-192x256-high.bln", "v21-192x256-low.bln"])
+                                  "v19-192x256-low.bln", "v20-192x256-high.bln", "v21-192x256-low.bln",
+                                  "v22-192x256-low.bln"])
 def test_post_filter_gives_its_recorded_pixels_on_other_instruction_sets_and_one_thread(env, name):
     # the post-filters sum in float32 through oneDNN, whose kernels depend on the instruction set:
     # every partial sum is an integer below 2^24 (model 20: in each weight piece; model 21: in

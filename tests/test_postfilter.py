@@ -365,3 +365,14 @@ def test_model_21_is_model_20_with_6_layer_post_filters_in_one_piece_as_wide_as_
     errors, same = same_files_other_pixels(20, 21, (8000, 20000, 32000, 44000, 56000))
     assert not any(same.values())
     assert all(new < old for old, new in errors.values()), errors
+
+
+def test_model_22_is_model_21_with_a_7_layer_post_filter_up_to_36000():
+    """Model 22 sends model 21's files; up to code 36000 a 7-layer post-filter (model 21's grown by
+    one layer and trained on its integer grid) lowers the luma error on a crop of the bundled
+    sample, above it the pixels are model 21's."""
+    assert ([(m, i.unshuffle, len(i.layers), sum(layer.low_bits for layer in i.layers))
+             for m, _, i in LearnedCodec.load(22).postfilters] == [(36000, 2, 7, 0), (QMAX, 2, 6, 0)])
+    errors, same = same_files_other_pixels(21, 22, (8000, 20000, 32000, 36001))
+    assert same == {8000: False, 20000: False, 32000: False, 36001: True}
+    assert all(errors[q][1] < errors[q][0] for q in (8000, 20000, 32000)), errors

@@ -19,10 +19,14 @@
     python training/export.py training/postfilters/postfilter-v21-high6.pt resources/models/bitlens-hp-v21.pt \
         --id 21 --postfilter-base 16 --postfilter-also training/postfilters/postfilter-v21-low6.pt 36000 \
         --postfilter-per-channel
+    # model 22: model 21 with a 7-layer post-filter up to code 36000
+    python training/export.py training/postfilters/postfilter-v22-low7.pt resources/models/bitlens-hp-v22.pt \
+        --id 22 --postfilter-base 16 --postfilter-max-code 36000 \
+        --postfilter-also training/postfilters/postfilter-v21-high6.pt 65535 --postfilter-per-channel
     # a joint checkpoint trained from model 16 (z step 1.25 in its config), with 16's post-filters
     # (the 2026-11-29 CPU probe, not shipped: docs/MODEL.md "Joint fine-tune at the z step"; it was
-    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 22)
-    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v22.pt --id 22 \
+    # compared as id 17 before model 17 took that id: a probe now takes a free id, e.g. 23)
+    python training/export.py checkpoints/v17j/last.pt /tmp/bitlens-hp-v23.pt --id 23 \
         --extra-levels 3 4 --postfilters-of 16
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 21 on a frozen v13.
+"""Train the learned post-filters (codec/model/postfilter.py) of models 14, 15 and 17 to 22 on a frozen v13.
 
 The loop filter (codec/loopfilter.py) is a classed, clipped Wiener filter fitted per image. The
 post-filter is trained once: three 3x3 convolutions (Y'CbCr 10-bit planes and the quality code in,
@@ -40,6 +40,11 @@ weights into a model bundle.
         --eval-codes 40000 44000 50000 54000 58000 62000 65535 --extra ../shared/data/debian-photos \
         --half-scale 1 --channels 32 --layers 6 --unshuffle 2 --init training/postfilters/postfilter-v20-high5.pt \
         --lr 1e-4 --on-grid --save checkpoints/postfilter-v21-high6.pt
+    # model 22: model 21's low-code network grown to 7 layers, on its grid
+    python training/postfilter.py --minutes 25 --per-code --codes 8000 14000 20000 28000 36000 \
+        --eval-codes 8000 14000 20000 28000 32000 36000 44000 --extra ../shared/data/debian-photos \
+        --half-scale 1 --channels 32 --layers 7 --unshuffle 2 --init training/postfilters/postfilter-v21-low6.pt \
+        --lr 2e-4 --on-grid --save checkpoints/postfilter-v22-low7.pt
     # a saved post-filter at other codes
     python training/postfilter.py --load checkpoints/postfilter-v14.pt --eval-codes 44000 48000 50000 52000 56000
 

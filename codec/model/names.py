@@ -8,5 +8,6 @@ MODELS: dict[int, str] = {1: "bitlens-hp-v1", 2: "bitlens-hp-v2", 3: "bitlens-hp
                           12: "bitlens-hp-v12", 13: "bitlens-hp-v13",
                           14: "bitlens-hp-v14", 15: "bitlens-hp-v15", 16: "bitlens-hp-v16",
                           17: "bitlens-hp-v17", 18: "bitlens-hp-v18",
-                          19: "bitlens-hp-v19", 20: "bitlens-hp-v20", 21: "bitlens-hp-v21"}   # v9: trained, not shipped
-DEFAULT_MODEL_ID = 21
+                          19: "bitlens-hp-v19", 20: "bitlens-hp-v20", 21: "bitlens-hp-v21",
+                          22: "bitlens-hp-v22"}   # v9: trained, not shipped
+DEFAULT_MODEL_ID = 22
