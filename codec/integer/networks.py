@@ -278,7 +278,7 @@ class ShiftConv:
 
     def pieces(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(weights, bias plus rounding half) as run: one piece, or hi and lo (see above)."""
-        biased = self.bias + self.half()
+        biased = self.bias + _half(self.shift)
         if self.low_bits == 0:
             return [(self.weight, biased)]
         step = 1 << self.low_bits
@@ -289,13 +289,9 @@ class ShiftConv:
         """Largest |value| a float32 sum takes for inputs within +-in_max: the convolutions' (products,
         bias and half) and, with two pieces, H + floor(L / 2^b)."""
         if self.low_bits == 0:
-            return int(_channel_sums(self.weight, self.bias, self.shift, self.in_max).max())
-        sums = [np.abs(w).sum(axis=(1, 2, 3)) * self.in_max + np.abs(b) for w, b in self.pieces()]
+            return int((_channel_sums(self.weight, self.bias, self.in_max) + _half(self.shift)).max())
+        sums = [_channel_sums(w, b, self.in_max) for w, b in self.pieces()]
         return int(max(sums[0].max(), sums[1].max(), (sums[0] + sums[1] / (1 << self.low_bits) + 1).max()))
-
-    def half(self) -> np.ndarray:
-        """The rounding half added before each channel's shift (none where it does not divide)."""
-        return _half(self.shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """float32 integers (N, Cin, H, W) within +-in_max (10-bit planes, or the layer before's
@@ -323,13 +319,14 @@ class ShiftConv:
 
 
 def _half(shift: np.ndarray) -> np.ndarray:
+    """The rounding half added before each channel's shift (none where it does not divide)."""
     return np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
 
 
-def _channel_sums(weight: np.ndarray, bias: np.ndarray, shift: np.ndarray, in_max: int) -> np.ndarray:
-    """Per output channel, the largest |value| a one-piece layer's float32 sums take for inputs
-    within +-in_max (products, bias and rounding half)."""
-    return np.abs(weight).sum(axis=(1, 2, 3)) * in_max + np.abs(bias) + _half(shift)
+def _channel_sums(weight: np.ndarray, bias: np.ndarray, in_max: int) -> np.ndarray:
+    """Per output channel, the largest |value| a convolution's float32 sums (products and bias) take
+    for inputs within +-in_max."""
+    return np.abs(weight).sum(axis=(1, 2, 3)) * in_max + np.abs(bias)
 
 
 def _scaled_conv(w: np.ndarray, b: np.ndarray, scale: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,7 +361,8 @@ def channel_weight_bits(m: nn.Conv2d, s_in: float, s_out: float, in_max: int) ->
     (v20's: 8 to 15 bits), so one width per layer, its worst channel's, wastes 1-2 bits on most."""
     bits = np.zeros(m.out_channels, dtype=np.int64)
     for width in range(16, 4, -1):
-        fits = _channel_sums(*_quantized(m, s_in, s_out, width), in_max) < FLOAT32_LIMIT
+        w, b, shift = _quantized(m, s_in, s_out, width)
+        fits = _channel_sums(w, b, in_max) + _half(shift) < FLOAT32_LIMIT
         bits = np.where((bits == 0) & fits, width, bits)
     if not bits.all():
         raise ValueError("no weight width keeps the post-filter's sums exact in float32")
